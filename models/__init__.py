@@ -1,0 +1,1 @@
+"""StreamingT2V model definitions (PyTorch), TorchScript export and manifest writer."""
