@@ -1,0 +1,9 @@
+// Registration entry points of each binding file (called once per environment from addon.cc).
+#pragma once
+
+#include <napi.h>
+
+namespace st2v {
+void RegisterTensorOps(Napi::Env env, Napi::Object exports);
+void RegisterDeviceFunctions(Napi::Env env, Napi::Object exports);
+}  // namespace st2v
