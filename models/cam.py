@@ -83,7 +83,8 @@ class CAMEncoder(nn.Module):
         b = sample.shape[0]
         f = sample.shape[2]
         context = text_context[:, :self.text_tokens]
-        temb = self.time_embedding(time_features(timestep, b, self.time_dim)).repeat_interleave(f, dim=0)
+        tfeat = time_features(timestep, b, self.time_dim).to(sample.dtype)
+        temb = self.time_embedding(tfeat).repeat_interleave(f, dim=0)       # [B·Fc, E]
         x = self.conv_in(fold_frames(sample))
         if f > 1:
             x = self.transformer_in(x, f)

@@ -121,7 +121,8 @@ class UNet3DConditionModel(nn.Module):
     def _run(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
              cam_skips: Optional[List[torch.Tensor]], cam_mid: Optional[torch.Tensor]) -> torch.Tensor:
         b, _, f, h, w = sample.shape
-        temb = self.time_embedding(time_features(timestep, b, self.time_dim)).repeat_interleave(f, dim=0)  # [B·F, E]
+        tfeat = time_features(timestep, b, self.time_dim).to(sample.dtype)   # diffusers casts t_emb to the model dtype
+        temb = self.time_embedding(tfeat).repeat_interleave(f, dim=0)       # [B·F, E]
         x = self.conv_in(fold_frames(sample))
         if f > 1:
             x = self.transformer_in(x, f)
