@@ -374,6 +374,8 @@ class TinyNumericsTest(unittest.TestCase):
                     t0 = time.perf_counter()
                     s2(sample, t, ctx, cond)
                     times.append(time.perf_counter() - t0)
+                    if times[-1] < 0.5:  # clearly fast enough; stop early
+                        break
         finally:
             torch.set_num_threads(threads)
         best = min(times)
