@@ -12,13 +12,14 @@
 """
 import math
 from collections import OrderedDict
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .configs_unet import CLIPVisionConfig, ResamplerConfig
+from .state_dict_keys_unet import apm_from_checkpoint
 
 
 def apm_mix_context(ctx: torch.Tensor, conv_w: torch.Tensor, conv_b: Optional[torch.Tensor],
@@ -182,3 +183,8 @@ class APMImageEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.resampler(self.embed(image).unsqueeze(1))
+
+    @torch.jit.ignore
+    def load_streaming_t2v_state_dict(self, ckpt_state_dict, strict: bool = True):
+        """Load ``image_encoder.model.visual.*`` and ``resampler.*`` of ``streaming_t2v.ckpt["state_dict"]``."""
+        return self.load_state_dict(apm_from_checkpoint(ckpt_state_dict), strict=strict)

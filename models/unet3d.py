@@ -20,6 +20,7 @@ from torch import nn
 
 from .cam_merger import CAMMerger
 from .configs_unet import CAMConfig, UNet3DConfig
+from .state_dict_keys_unet import stage1_from_diffusers
 from .unet3d_attention import TransformerTemporalModel
 from .unet3d_blocks import (BlockSpec, CrossAttnDownBlock3D, CrossAttnUpBlock3D, DownBlock3D, UNetMidBlock3DCrossAttn,
                             UpBlock3D)
@@ -117,6 +118,11 @@ class UNet3DConditionModel(nn.Module):
                          cam_skips: List[torch.Tensor], cam_mid: torch.Tensor) -> torch.Tensor:
         """Stage-2 base UNet: ``cam_skips`` = 12 CAM features [B·Fc, C, H, W], ``cam_mid`` [B·Fc, C, H, W]."""
         return self._run(sample, timestep, encoder_hidden_states, cam_skips, cam_mid)
+
+    @torch.jit.ignore
+    def load_diffusers_state_dict(self, state_dict, strict: bool = True):
+        """Load ModelScope ``unet/diffusion_pytorch_model.bin`` (diffusers names) into a plain stage-1 UNet."""
+        return self.load_state_dict(stage1_from_diffusers(state_dict), strict=strict)
 
     def _run(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
              cam_skips: Optional[List[torch.Tensor]], cam_mid: Optional[torch.Tensor]) -> torch.Tensor:
