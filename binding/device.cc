@@ -12,6 +12,7 @@
 #endif
 
 #include "addon_data.h"
+#include "executor.h"
 #include "common.h"
 #include "errors.h"
 #include "ops.h"
@@ -63,6 +64,7 @@ void RegisterDeviceFunctions(Napi::Env env, Napi::Object exports) {
                   if (n < 1 || n > 1024) throw ArgError(MakeString("Expected 1..1024 for `threads` but received ", n));
                   // Global setting; each executor job calls at::init_num_threads() and picks it up.
                   at::set_num_threads(static_cast<int>(n));
+                  BumpThreadSettingGeneration();
                   return info.Env().Undefined();
                 });
               }));

@@ -37,6 +37,10 @@ NativeFailure CaptureCurrentException(const std::string& call) {
     std::string message = FirstLines(e.what_without_backtrace());
     if (LooksLikeAllocationFailure(message)) return {"ERR_OUT_OF_MEMORY", message, call};
     return {"ERR_TORCH", message, call};
+  } catch (const TorchFailure& e) {
+    std::string message = FirstLines(e.what());
+    if (LooksLikeAllocationFailure(message)) return {"ERR_OUT_OF_MEMORY", message, call};
+    return {"ERR_TORCH", message, call};
   } catch (const std::bad_alloc& e) {
     return {"ERR_OUT_OF_MEMORY", std::string("allocation failed in ") + call, call};
   } catch (const std::exception& e) {

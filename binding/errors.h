@@ -19,6 +19,12 @@ class ArgError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// A libtorch failure that did not arrive as c10::Error (e.g. rethrown by the TorchScript interpreter).
+class TorchFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class DisposedError : public std::logic_error {
  public:
   using std::logic_error::logic_error;

@@ -3,7 +3,16 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <atomic>
+
 namespace st2v {
+
+namespace {
+std::atomic<uint64_t> g_thread_generation{1};
+}
+
+uint64_t ThreadSettingGeneration() { return g_thread_generation.load(); }
+void BumpThreadSettingGeneration() { g_thread_generation++; }
 
 Task::Task(Napi::Env env, std::string call)
     : deferred_(Napi::Promise::Deferred::New(env)), call_(std::move(call)) {}
@@ -85,6 +94,7 @@ void Executor::CallJs(Napi::Env env, Napi::Function, Executor* self, Task* task)
 void Executor::Loop() {
   // Thread-local for the life of the worker: every op runs without autograd bookkeeping.
   c10::InferenceMode inference_guard;
+  uint64_t applied_generation = 0;  // 0 = never applied
   for (;;) {
     Task* task = nullptr;
     {
@@ -94,8 +104,13 @@ void Executor::Loop() {
       task = queue_.front();
       queue_.pop_front();
     }
-    // OpenMP thread counts are per OS thread; re-read the global setting for every job.
-    at::init_num_threads();
+    // OpenMP thread counts are per OS thread: apply the global setting on this worker when it
+    // changed. Not on every job: in libtorch 1.13 it also rebuilds the pthreadpool (milliseconds).
+    const uint64_t generation = ThreadSettingGeneration();
+    if (generation != applied_generation) {
+      at::init_num_threads();
+      applied_generation = generation;
+    }
     task->RunOnWorker();
     if (tsfn_.NonBlockingCall(task) != napi_ok) {
       delete task;  // the environment is closing; the promise can no longer be observed

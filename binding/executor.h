@@ -67,6 +67,10 @@ class FnTask final : public Task {
   R result_{};
 };
 
+// The intra-op thread setting changes rarely; workers re-apply it when this counter moves.
+uint64_t ThreadSettingGeneration();
+void BumpThreadSettingGeneration();
+
 class Executor {
  public:
   Executor(Napi::Env env, std::string name);

@@ -216,7 +216,19 @@ Napi::Value NativeModule::Forward(const Napi::CallbackInfo& info) {
     auto module = module_;       // pins the module while the task runs, even if disposed meanwhile
     return SubmitValue<c10::IValue>(
         env, device_, "forward",
-        [module, stack]() mutable { return module->get_method("forward")(std::move(stack)); },
+        [module, stack]() mutable {
+          try {
+            return module->get_method("forward")(std::move(stack));
+          } catch (const c10::Error&) {
+            throw;
+          } catch (const std::bad_alloc&) {
+            throw;
+          } catch (const std::exception& e) {
+            // The TorchScript interpreter rethrows op failures as std::runtime_error with the
+            // TorchScript traceback: these are libtorch errors (ERR_TORCH), not addon bugs.
+            throw TorchFailure(e.what());
+          }
+        },
         [](Napi::Env e, c10::IValue& out) { return FromIValue(e, out); });
   } catch (...) {
     return Rejected(env, CaptureCurrentException("forward"));

@@ -1,0 +1,56 @@
+/**
+ * Device and runtime information: CUDA availability, memory statistics, synchronisation,
+ * libtorch version/build flags and the intra-op thread count.
+ *
+ * @example
+ * ```ts
+ * if (cudaAvailable()) console.log(await cudaMemoryStats('cuda:0'));
+ * setNumThreads(2);
+ * ```
+ */
+import { binding, type NativeMemoryStats, type NativeVersionInfo } from './binding.js';
+import { callNative, callNativeSync } from './errors.js';
+
+export type MemoryStats = NativeMemoryStats;
+export type TorchInfo = NativeVersionInfo;
+
+/** True when libtorch was built with CUDA and a device is visible. */
+export function cudaAvailable(): boolean {
+  return binding().cudaAvailable();
+}
+/** Number of visible CUDA devices (0 on CPU builds). */
+export function cudaDeviceCount(): number {
+  return binding().cudaDeviceCount();
+}
+/** libtorch version, whether it is a CUDA build, where it was found, build flags and thread info. */
+export function torchInfo(): TorchInfo {
+  return binding().versionInfo();
+}
+/** Sets libtorch's intra-op thread count for all executors (default: all cores, or OMP_NUM_THREADS). */
+export function setNumThreads(threads: number): void {
+  callNativeSync(() => binding().setNumThreads(threads));
+}
+/** The current intra-op thread count. */
+export function getNumThreads(): number {
+  return binding().getNumThreads();
+}
+/** CUDA caching-allocator statistics (bytes): allocated, reserved and their peaks. */
+export function cudaMemoryStats(device = 'cuda:0'): Promise<MemoryStats> {
+  return callNative(() => binding().memoryStats(device));
+}
+/** Resets the peak counters of {@link cudaMemoryStats}. */
+export function resetPeakMemory(device = 'cuda:0'): Promise<void> {
+  return callNative(() => binding().resetPeakMemory(device));
+}
+/** Waits for all queued GPU work on `device`. */
+export function synchronize(device = 'cuda:0'): Promise<void> {
+  return callNative(() => binding().synchronize(device));
+}
+/** Returns cached, unused GPU memory to the driver. */
+export function emptyCache(device = 'cuda:0'): Promise<void> {
+  return callNative(() => binding().emptyCache(device));
+}
+/** Native work submitted and not yet settled (all devices). */
+export function pendingNativeTasks(): number {
+  return binding().pendingTasks();
+}
