@@ -159,6 +159,15 @@ void RegisterTensorOps(Napi::Env env, Napi::Object exports) {
     });
   });
 
+  ExportAsync(env, exports, "addcmul", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::Tensor a = NativeTensor::From(info[0], "a");
+    at::Tensor b = NativeTensor::From(info[1], "b");
+    at::Tensor c = NativeTensor::From(info[2], "c");
+    double value = info[3].IsUndefined() ? 1.0 : ReadNumber(info[3], "value");
+    // a + value·(b ⊙ c): the one non-linear combination the pipeline needs (VAE posterior sampling).
+    return SubmitTensor(info.Env(), a.device(), "addcmul", [a, b, c, value]() { return at::addcmul(a, b, c, value); });
+  });
+
   ExportAsync(env, exports, "cat", [](const Napi::CallbackInfo& info) -> Napi::Value {
     std::vector<at::Tensor> tensors = NativeTensor::FromArray(info[0], "tensors");
     if (tensors.empty()) throw ArgError("cat needs at least one tensor");

@@ -98,6 +98,7 @@ export interface NativeBinding {
   randn(shape: readonly number[], seed: number | bigint, target?: NativeTarget): Promise<NativeTensor>;
   full(shape: readonly number[], value: number, target?: NativeTarget): Promise<NativeTensor>;
   combine(terms: readonly NativeTensor[], coeffs: readonly number[]): Promise<NativeTensor>;
+  addcmul(a: NativeTensor, b: NativeTensor, c: NativeTensor, value?: number): Promise<NativeTensor>;
   cat(tensors: readonly NativeTensor[], dim: number): Promise<NativeTensor>;
   narrow(tensor: NativeTensor, dim: number, start: number, length: number): Promise<NativeTensor>;
   reshape(tensor: NativeTensor, shape: readonly number[]): Promise<NativeTensor>;

@@ -138,6 +138,11 @@ export class Tensor implements Disposable {
     return wrap(await callNative(() => binding().combine(terms.map(nativeOf), coeffs)));
   }
 
+  /** `a + value · (b ⊙ c)` elementwise (e.g. a VAE posterior sample mean + std ⊙ ε). */
+  static async addcmul(a: Tensor, b: Tensor, c: Tensor, value = 1): Promise<Tensor> {
+    return wrap(await callNative(() => binding().addcmul(nativeOf(a), nativeOf(b), nativeOf(c), value)));
+  }
+
   /** Concatenates along `dim`. */
   static async cat(tensors: readonly Tensor[], dim: number): Promise<Tensor> {
     return wrap(await callNative(() => binding().cat(tensors.map(nativeOf), dim)));

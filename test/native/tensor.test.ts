@@ -35,6 +35,14 @@ describe('closed op set', () => {
     expect(Array.from(await c.toFloat32Array())).toEqual([2 - 5 + 0.25, 4 - 10 + 0.5, 6 - 15 + 0.75]);
   });
 
+  it('addcmul computes a + v·b⊙c', async () => {
+    using a = await Tensor.fromArray(Float32Array.from([1, 2, 3]), [3]);
+    using b = await Tensor.fromArray(Float32Array.from([2, 3, 4]), [3]);
+    using c = await Tensor.fromArray(Float32Array.from([0.5, -1, 2]), [3]);
+    using r = await Tensor.addcmul(a, b, c, 2);
+    expect(Array.from(await r.toFloat32Array())).toEqual([3, -4, 19]);
+  });
+
   it('cat, narrow, reshape and permute move data as torch does', async () => {
     using a = await Tensor.fromArray(Float32Array.from([0, 1, 2, 3, 4, 5]), [2, 3]);
     using b = await Tensor.fromArray(Float32Array.from([6, 7, 8]), [1, 3]);
