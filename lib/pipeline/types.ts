@@ -1,0 +1,46 @@
+/**
+ * Public value types of the pipeline: frames and progress events.
+ * @module
+ */
+
+/** Which output a frame belongs to: the 256² stage-2 preview or the enhanced stage-3 video. */
+export type FrameStage = 'preview' | 'final';
+
+/** One generated frame, RGB24 interleaved (`data.length === width * height * 3`). */
+export interface GeneratedFrame {
+  /** 0-based frame index within its stage's video. */
+  index: number;
+  stage: FrameStage;
+  width: number;
+  height: number;
+  /** RGB bytes, row-major. Owned by the consumer (never reused by the pipeline). */
+  data: Uint8Array;
+}
+
+/** A pipeline phase reported by progress events. */
+export type ProgressPhase = 'stage1' | 'stage2' | 'stage3-encode' | 'stage3' | 'stage3-decode';
+
+/** Emitted while a video is generated (`onProgress`). */
+export interface ProgressEvent {
+  phase: ProgressPhase;
+  /** Stage-2 window index (1-based; 0 is stage 1), when relevant. */
+  window?: number;
+  /** Number of stage-2 windows in this run. */
+  windows: number;
+  /** 0-based sampler step within the current phase, when relevant. */
+  step?: number;
+  /** Sampler steps of the current phase. */
+  steps?: number;
+  /** Preview frames produced so far. */
+  framesDone: number;
+  /** Final (enhanced) frames produced so far. */
+  finalFramesDone: number;
+  /** Frames requested. */
+  totalFrames: number;
+  /** Fraction of the whole run's estimated work done, in [0, 1]. */
+  fraction: number;
+  /** Milliseconds since the run started. */
+  elapsedMs: number;
+  /** Estimated milliseconds left (undefined until there is enough data). */
+  etaMs?: number;
+}
