@@ -17,6 +17,7 @@ Official weights are loaded strictly through the colleagues' key mappings (``sta
 ``state_dict_keys_aux``); see :func:`build_from_checkpoints` for the expected file layout.
 """
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -158,9 +159,14 @@ def load_weights(path: str) -> Mapping[str, torch.Tensor]:
         return load_file(path, device="cpu")
     kwargs = {"map_location": "cpu"}
     major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    if (major, minor) >= (2, 1):
-        kwargs.update(mmap=True, weights_only=True)
-    return torch.load(path, **kwargs)
+    if (major, minor) < (2, 1):
+        return torch.load(path, **kwargs)
+    try:
+        return torch.load(path, mmap=True, weights_only=True, **kwargs)
+    except Exception as err:  # e.g. a Lightning checkpoint that pickles callbacks: retry as a trusted full pickle
+        print(f"note: {os.path.basename(path)} is not a plain weights file ({type(err).__name__}); loading it as a "
+              "full pickle (only do this for files you trust)", file=sys.stderr)
+        return torch.load(path, mmap=True, weights_only=False, **kwargs)
 
 
 def find_file(folder: str, candidates: Sequence[str]) -> str:
