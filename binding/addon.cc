@@ -79,6 +79,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterDeviceFunctions(env, exports);
   NativeModule::RegisterLoad(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  // process.exit() does not run environment cleanup hooks, and C++ static destructors (libtorch,
+  // oneDNN caches) would then run while a worker thread is still inside a forward: a heap
+  // corruption or a deadlock at exit. The 'exit' event runs first, so stop this environment's
+  // executors there (waiting for a running forward to finish). Workers have their own process object.
+  Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+  Napi::Function once = process.Get("once").As<Napi::Function>();
+  once.Call(process, {Napi::String::New(env, "exit"), Napi::Function::New(env, [data](const Napi::CallbackInfo& info) -> Napi::Value {
+                        data->Teardown();
+                        return info.Env().Undefined();
+                      })});
   napi_add_env_cleanup_hook(
       env, [](void* arg) { static_cast<AddonData*>(arg)->Teardown(); }, data);
   return exports;

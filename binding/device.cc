@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #ifdef STREAMINGT2V_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -67,6 +68,29 @@ void RegisterDeviceFunctions(Napi::Env env, Napi::Object exports) {
                   BumpThreadSettingGeneration();
                   return info.Env().Undefined();
                 });
+              }));
+  exports.Set("setJitMode", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Guard(info, "setJitMode", [&]() -> Napi::Value {
+                  // 'profiling' (libtorch default: profiles the first runs, then re-optimizes per shape —
+                  // seconds of one-off work for a UNet), 'legacy' (optimizes once per input signature),
+                  // 'simple' (no graph executor specialization: the first call is as fast as the others).
+                  std::string mode = ReadString(info[0], "mode");
+                  bool optimize = ReadBool(info[1], "optimize", true);
+                  if (mode != "profiling" && mode != "legacy" && mode != "simple") {
+                    throw ArgError("Expected 'profiling', 'legacy' or 'simple' for `mode`");
+                  }
+                  torch::jit::getExecutorMode() = mode != "simple";
+                  torch::jit::getProfilingMode() = mode == "profiling";
+                  SetJitOptimize(optimize);
+                  return info.Env().Undefined();
+                });
+              }));
+  exports.Set("getJitMode", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Object out = Napi::Object::New(info.Env());
+                bool executor = torch::jit::getExecutorMode();
+                out.Set("mode", !executor ? "simple" : torch::jit::getProfilingMode() ? "profiling" : "legacy");
+                out.Set("optimize", JitOptimize());
+                return out;
               }));
   exports.Set("getNumThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), at::get_num_threads());

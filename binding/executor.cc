@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 
 #include <atomic>
 
@@ -9,7 +10,11 @@ namespace st2v {
 
 namespace {
 std::atomic<uint64_t> g_thread_generation{1};
+std::atomic<bool> g_jit_optimize{false};  // default: skip graph-executor optimization passes (see setJitMode)
 }
+
+void SetJitOptimize(bool optimize) { g_jit_optimize = optimize; }
+bool JitOptimize() { return g_jit_optimize.load(); }
 
 uint64_t ThreadSettingGeneration() { return g_thread_generation.load(); }
 void BumpThreadSettingGeneration() { g_thread_generation++; }
@@ -55,16 +60,16 @@ Executor::Executor(Napi::Env env, std::string name) : name_(std::move(name)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
-Executor::~Executor() {
-  if (thread_.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
+void Executor::StopThread() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
   }
+  wake_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
+
+Executor::~Executor() { StopThread(); }
 
 Napi::Promise Executor::Submit(std::unique_ptr<Task> task) {
   Napi::Env env = task->Promise().Env();
@@ -111,6 +116,8 @@ void Executor::Loop() {
       at::init_num_threads();
       applied_generation = generation;
     }
+    // Thread-local in libtorch: apply the process-wide choice on this worker for every job.
+    torch::jit::setGraphExecutorOptimize(g_jit_optimize.load());
     task->RunOnWorker();
     if (tsfn_.NonBlockingCall(task) != napi_ok) {
       delete task;  // the environment is closing; the promise can no longer be observed
@@ -121,12 +128,7 @@ void Executor::Loop() {
 void Executor::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();  // a running forward finishes first; it cannot be interrupted
+  StopThread();  // a running forward finishes first; it cannot be interrupted
   std::deque<Task*> abandoned;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -70,6 +70,9 @@ class FnTask final : public Task {
 // The intra-op thread setting changes rarely; workers re-apply it when this counter moves.
 uint64_t ThreadSettingGeneration();
 void BumpThreadSettingGeneration();
+// Whether TorchScript graph optimizations run (thread-local in libtorch, applied per job).
+void SetJitOptimize(bool optimize);
+bool JitOptimize();
 
 class Executor {
  public:
@@ -82,6 +85,8 @@ class Executor {
   // drops queued tasks: nothing can observe their promises once the environment is going away.
   void Shutdown();
   size_t pending() const { return inflight_; }
+  // Any thread. Asks the worker to stop after its current task and joins it (idempotent).
+  void StopThread();
 
   static void CallJs(Napi::Env env, Napi::Function, Executor* self, Task* task);
 

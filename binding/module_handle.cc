@@ -1,6 +1,7 @@
 #include "module_handle.h"
 
 #include <torch/script.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include "addon_data.h"
 #include "common.h"
@@ -162,6 +163,9 @@ void NativeModule::RegisterLoad(Napi::Env env, Napi::Object exports) {
           // Parameters must stay normal (non-inference) tensors: module.to() and freeze replace them.
           c10::InferenceMode normal_mode(false);
           torch::NoGradGuard no_grad;
+          // freeze() inlines calls only with graph optimization on (a thread-local the executor
+          // turns off by default for forwards; see setJitMode).
+          torch::jit::GraphOptimizerEnabledGuard optimize_while_loading(true);
           auto module = std::make_shared<torch::jit::Module>(torch::jit::load(path, device));
           module->eval();
           if (dtype) module->to(*dtype);

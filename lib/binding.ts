@@ -125,6 +125,8 @@ export interface NativeBinding {
   versionInfo(): NativeVersionInfo;
   setNumThreads(threads: number): void;
   getNumThreads(): number;
+  setJitMode(mode: 'profiling' | 'legacy' | 'simple', optimize: boolean): void;
+  getJitMode(): { mode: 'profiling' | 'legacy' | 'simple'; optimize: boolean };
   liveTensorCount(): number;
   pendingTasks(): number;
   memoryStats(device?: string): Promise<NativeMemoryStats>;

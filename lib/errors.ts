@@ -12,6 +12,9 @@
  * | `ERR_MODEL_LOAD` | {@link ModelLoadError} | a TorchScript file is missing or cannot be loaded |
  * | `ERR_ABANDONED` | {@link AbandonedError} | queued native work was dropped because its executor shut down |
  * | `ERR_NATIVE` | {@link NativeError} | any other native failure, naming the native call |
+ * | `ERR_MANIFEST` | `ManifestError` (lib/models) | a model directory's manifest is missing, invalid, newer, or disagrees with its files |
+ * | `ERR_FFMPEG_NOT_FOUND` | `FfmpegNotFoundError` (lib/video) | no usable ffmpeg binary |
+ * | `ERR_FFMPEG` | `FfmpegError` (lib/video) | ffmpeg exited, crashed or was killed while encoding |
  *
  * Type guards check `name`/`code` rather than `instanceof`, so they work across realms and
  * duplicated package copies.
@@ -26,7 +29,10 @@ export type ErrorCode =
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_MODEL_LOAD'
   | 'ERR_ABANDONED'
-  | 'ERR_NATIVE';
+  | 'ERR_NATIVE'
+  | 'ERR_MANIFEST'
+  | 'ERR_FFMPEG_NOT_FOUND'
+  | 'ERR_FFMPEG';
 
 /** Base class of every error thrown by streamingt2v. */
 export class StreamingT2VError extends Error {

@@ -15,6 +15,9 @@ export {
   pendingNativeTasks,
   resetPeakMemory,
   setNumThreads,
+  setJitMode,
+  getJitMode,
+  type JitMode,
   synchronize,
   torchInfo,
   type MemoryStats,
@@ -37,3 +40,69 @@ export {
 export * from './schedulers/index.js';
 export { classifierFreeGuidance, guidanceFromBatch, guidanceRescaleFactor, type GuidanceOptions } from './guidance.js';
 export { SharedNoiseSource, sharedNoiseSeed, type SharedNoiseOptions } from './noise-source.js';
+export {
+  planStage2Windows,
+  planStage3Chunks,
+  DEFAULT_WINDOW_FRAMES,
+  DEFAULT_CONDITIONING_FRAMES,
+  DEFAULT_CHUNK_FRAMES,
+  DEFAULT_OVERLAP_FRAMES,
+  type Stage2PlanOptions,
+  type Stage2Plan,
+  type WindowSegment,
+  type Stage3PlanOptions,
+  type Stage3ChunkPlan,
+  type PlannedChunk,
+  type ChunkBoundary,
+} from './pipeline/chunk-plan.js';
+export { Pcg32, type Pcg32State } from './pipeline/prng.js';
+export {
+  drawBlendCuts,
+  blendCutsFromOffsets,
+  blendOwnership,
+  assembleBlended,
+  denoiseChunksBlended,
+  createBlendedDenoiser,
+  type BlendCuts,
+  type OwnedRange,
+  type BlendTensorOptions,
+  type ChunkDenoiser,
+  type BlendedDenoiserOptions,
+} from './pipeline/blending.js';
+export {
+  ShortTermMemory,
+  LongTermMemory,
+  serializeTensor,
+  restoreTensor,
+  type SerializedTensor,
+  type ShortTermMemoryOptions,
+  type ShortTermMemoryState,
+  type LongTermMemoryOptions,
+  type LongTermMemoryState,
+  type ImageEncoder,
+} from './pipeline/memory.js';
+export { StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline/pipeline.js';
+export { generateLongVideo, streamLongVideo, type LongVideoOptions, type LongVideoResult } from './pipeline/long-video.js';
+export type { GenerateOptions, EnhanceOptions } from './pipeline/options.js';
+export type { GeneratedFrame, FrameStage, ProgressEvent, ProgressPhase } from './pipeline/types.js';
+export * from './video/index.js';
+export { readManifest, resolveShape, resolveDim, getComponent, sha256File, COMPONENT_ROLES, MANIFEST_FILE, MANIFEST_FORMAT, SUPPORTED_MANIFEST_VERSION } from './models/manifest.js';
+export type {
+  ModelManifest,
+  ComponentEntry,
+  ComponentRole,
+  TextEncoderRole,
+  TensorSpec,
+  SymbolicDim,
+  TokenizerEntry,
+  ManifestSchedulers,
+  ManifestDefaults,
+  Stage1Defaults,
+  Stage2Defaults,
+  Stage3Defaults,
+  ManifestSource,
+  ReadManifestOptions,
+} from './models/manifest.js';
+export { ManifestError, ManifestVersionError } from './models/manifest-error.js';
+export { ModelDirectory, checkModuleSchema, type LoadModelDirectoryOptions } from './models/model-directory.js';
+export { ClipTokenizer } from './models/tokenizer.js';

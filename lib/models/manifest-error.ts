@@ -9,9 +9,7 @@ import { StreamingT2VError } from '../errors.js';
 /**
  * The manifest (or a component's TorchScript schema) does not describe a usable model directory.
  * `path` is the file at fault; `role` the component, when one is concerned. The message says how to fix it.
- *
- * `code` is `'ERR_MODEL_LOAD'` for now (closest existing code); it becomes `'ERR_MANIFEST'` once that code is
- * added to `ErrorCode` in `lib/errors.ts`.
+ * `code` is `'ERR_MANIFEST'`.
  */
 export class ManifestError extends StreamingT2VError {
   /** The manifest or component file the error is about. */
@@ -20,8 +18,7 @@ export class ManifestError extends StreamingT2VError {
   readonly role?: string;
 
   constructor(path: string, message: string, options?: { cause?: unknown; role?: string }) {
-    // TODO(errors): pass 'ERR_MANIFEST' once lib/errors.ts ErrorCode has it.
-    super('ERR_MODEL_LOAD', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    super('ERR_MANIFEST', message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.path = path;
     if (options?.role !== undefined) this.role = options.role;
   }

@@ -29,5 +29,5 @@ export async function guidedForward(
   const batch = xx.shape[0] ?? 2;
   const tt = scope.track(await Tensor.full([batch], t, { device: x.device }));
   const out = scope.track(await module.forwardTensor([xx, tt, ...extra]));
-  return guidanceFromBatch(out, { scale, rescale });
+  return await guidanceFromBatch(out, { scale, rescale });
 }

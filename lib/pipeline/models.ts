@@ -39,6 +39,8 @@ export interface StageDefaults {
     size: number;
     /** Width of the letterboxed output when padding (1280 for `full`). */
     padWidth: number;
+    /** Joins prompt and positive prompt: caption = prompt + promptSuffix + positive (official ", ", G11). */
+    promptSuffix: string;
     scheduler: LogSnrCosineInterpConfig;
   };
   /** Latent channels and VAE down-sampling factor. */

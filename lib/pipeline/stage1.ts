@@ -44,5 +44,5 @@ export async function runStage1(models: PipelineModels, run: Stage1Run): Promise
   run.signal?.throwIfAborted();
   const decoded = scope.track(await models.module('vae_decoder').forwardTensor([latents]));
   // The official pipeline returns clamp(video/2 + 0.5, 0, 1) and stage 2 maps it back with 2x - 1.
-  return decoded.clamp(-1, 1);
+  return await decoded.clamp(-1, 1);
 }

@@ -24,7 +24,7 @@ import type { PipelineModels } from './models.js';
 export async function stage2Context(text: Tensor, greyTokens: Tensor, anchorTokens: Tensor): Promise<Tensor> {
   using scope = new TensorScope();
   const tokens = scope.track(await Tensor.cat([greyTokens, anchorTokens], 0));
-  return Tensor.cat([text, tokens], 1);
+  return await Tensor.cat([text, tokens], 1);
 }
 
 /** Inputs of {@link runStage2Window}. */
@@ -62,5 +62,5 @@ export async function runStage2Window(models: PipelineModels, run: Stage2WindowR
   );
   run.signal?.throwIfAborted();
   const decoded = scope.track(await models.module('vae_decoder').forwardTensor([latents]));
-  return decoded.clamp(-1, 1);
+  return await decoded.clamp(-1, 1);
 }

@@ -62,7 +62,7 @@ export async function encodeFramesForEnhancement(
   }
   const [mean, std] = [scope.track(out[0]), scope.track(out[1])];
   const eps = scope.track(await generator.randn(mean.shape, { device, dtype: mean.dtype }));
-  return Tensor.addcmul(mean, std, eps); // posterior sample mean + std ⊙ ε (G6)
+  return await Tensor.addcmul(mean, std, eps); // posterior sample mean + std ⊙ ε (G6)
 }
 
 /**
@@ -82,7 +82,7 @@ export function enhancerChunkDenoiser(
     using scope = new TensorScope();
     const xIn = scope.track(await Tensor.combine([xChunk], [s.cIn]));
     const out = scope.track(await guidedForward(unet, xIn, s.timestep, [context], guidance, rescale));
-    return vpOutputToPredOriginal(xIn, out, s.alpha, s.sigma, predictionType);
+    return await vpOutputToPredOriginal(xIn, out, s.alpha, s.sigma, predictionType);
   };
 }
 
@@ -90,5 +90,5 @@ export function enhancerChunkDenoiser(
 export async function decodeToRgb(decoder: TorchModule, latents: Tensor): Promise<Uint8Array> {
   using scope = new TensorScope();
   const video = scope.track(await decoder.forwardTensor([latents]));
-  return video.toRgbFrames({ round: false });
+  return await video.toRgbFrames({ round: false });
 }

@@ -10,7 +10,7 @@ import type { Tokenize } from './models.js';
 export async function encodeText(text: string, tokenize: Tokenize, encoder: TorchModule, device: string): Promise<Tensor> {
   using scope = new TensorScope();
   const ids = scope.track(await tokenize(text, device));
-  return encoder.forwardTensor([ids]);
+  return await encoder.forwardTensor([ids]);
 }
 
 /** [uncond; cond] text embeddings stacked on the batch axis: [2, 77, D] (caller owns). */
@@ -18,5 +18,5 @@ export async function encodeCfgPair(prompt: string, negative: string, tokenize: 
   using scope = new TensorScope();
   const u = scope.track(await encodeText(negative, tokenize, encoder, device));
   const c = scope.track(await encodeText(prompt, tokenize, encoder, device));
-  return Tensor.cat([u, c], 0);
+  return await Tensor.cat([u, c], 0);
 }

@@ -1,14 +1,11 @@
 /**
  * Errors of the video output layer. They extend {@link StreamingT2VError} from `lib/errors.ts`.
  *
- * | class | code (for now) | when |
+ * | class | code | when |
  * |---|---|---|
- * | {@link FfmpegNotFoundError} | `ERR_NATIVE` | no usable ffmpeg: missing, not executable, not ffmpeg, or built without libx264 |
- * | {@link FfmpegError} | `ERR_NATIVE` | ffmpeg exited, crashed or was killed while encoding |
+ * | {@link FfmpegNotFoundError} | `ERR_FFMPEG_NOT_FOUND` | no usable ffmpeg: missing, not executable, not ffmpeg, or built without libx264 |
+ * | {@link FfmpegError} | `ERR_FFMPEG` | ffmpeg exited, crashed or was killed while encoding |
  * | {@link FrameSinkError} | the first failure's code | one or more sinks of a {@link FanoutSink} failed |
- *
- * Until dedicated codes exist in the `ErrorCode` union, the ffmpeg errors use `ERR_NATIVE` (ffmpeg is an external
- * native program) with `nativeCall: 'ffmpeg'`; tell them apart by class or `name`.
  *
  * @module
  */
@@ -33,7 +30,7 @@ export class FfmpegNotFoundError extends StreamingT2VError {
   constructor(tried: readonly string[], options?: { cause?: unknown; reason?: string }) {
     const lines = tried.length === 0 ? ['  (nothing)'] : tried.map((t) => `  - ${t}`);
     super(
-      'ERR_NATIVE',
+      'ERR_FFMPEG_NOT_FOUND',
       [
         options?.reason ?? 'No usable ffmpeg was found.',
         'Tried:',
@@ -90,7 +87,7 @@ export class FfmpegError extends StreamingT2VError implements FfmpegFailure {
           : 'ffmpeg did not run';
     const stderr = failure.stderrTail.trim() === '' ? '(no stderr output)' : failure.stderrTail.trimEnd();
     super(
-      'ERR_NATIVE',
+      'ERR_FFMPEG',
       `${summary}: ${how} after ${failure.framesWritten} frame(s) of ${failure.outputPath}.\nffmpeg stderr (last lines):\n${stderr}`,
       { cause: options?.cause, nativeCall: 'ffmpeg' },
     );

@@ -19,7 +19,7 @@ describe('locateFfmpeg: missing ffmpeg gives a typed error', () => {
     expect(error).toBeInstanceOf(FfmpegNotFoundError);
     const e = error as FfmpegNotFoundError;
     expect(isStreamingT2VError(e)).toBe(true);
-    expect(e.code).toBe('ERR_NATIVE');
+    expect(e.code).toBe('ERR_FFMPEG_NOT_FOUND');
     expect(e.nativeCall).toBe('ffmpeg');
     expect(e.tried).toHaveLength(1);
     expect(e.tried[0]).toContain(missing);

@@ -97,7 +97,7 @@ describe('FanoutSink with ffmpeg missing: frames remain available', () => {
     const error = await sink.close().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FrameSinkError);
     const e = error as FrameSinkError;
-    expect(e.code).toBe('ERR_NATIVE');
+    expect(e.code).toBe('ERR_FFMPEG_NOT_FOUND');
     expect(e.failures).toHaveLength(1);
     expect(e.failures[0]!.error).toBeInstanceOf(FfmpegNotFoundError);
     expect(e.survivors).toEqual([String(png), String(raw)]);

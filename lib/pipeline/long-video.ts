@@ -1,0 +1,156 @@
+/**
+ * generateLongVideo(): the one-call API. Loads a pipeline (or borrows one), runs it, and writes
+ * the frames as they come to MP4 files (fragmented, so a cut file stays playable), a PNG
+ * sequence, a raw file and/or a user sink. The streaming form is {@link streamLongVideo}.
+ *
+ * @example
+ * ```ts
+ * const result = await generateLongVideo({
+ *   prompt: 'a red circle bouncing to the right on a blue background',
+ *   numFrames: 240,
+ *   output: 'out/video.mp4',          // final (enhanced); the preview goes to out/video.preview.mp4
+ *   onProgress: (e) => console.log(e.phase, Math.round(e.fraction * 100), '%'),
+ * });
+ * ```
+ */
+import { basename, dirname, extname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+
+import { InvalidArgumentError } from '../errors.js';
+import { FanoutSink, Mp4Sink, PngSequenceSink, type FrameSink } from '../video/index.js';
+import { checkKeys, invalid, numberOption, type GenerateOptions } from './options.js';
+import { StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline.js';
+import type { FrameStage, GeneratedFrame } from './types.js';
+
+/** Options of {@link generateLongVideo}: the run, the model, and where the frames go. */
+export interface LongVideoOptions extends GenerateOptions, PipelineLoadOptions {
+  /**
+   * MP4 path of the result: the enhanced video, or the preview when `enhance` is false. Default none.
+   * Example: 'out/video.mp4'.
+   */
+  output?: string;
+  /** MP4 path of the stage-2 preview. Default: `<output>.preview.mp4` when enhancing, none otherwise. */
+  previewOutput?: string;
+  /** Also write every frame as PNG into `<pngDir>/preview` and `<pngDir>/final`. Default none. */
+  pngDir?: string;
+  /** Receives every frame (after the files). Awaited: a slow sink slows generation down. Default none. */
+  onFrame?: (frame: GeneratedFrame) => void | Promise<void>;
+  /** Frames per second of the MP4 files. Default: the manifest's (official 8). */
+  fps?: number;
+  /** ffmpeg binary. Default: `STREAMINGT2V_FFMPEG`, then `ffmpeg` on PATH. */
+  ffmpegPath?: string;
+  /** Use this loaded pipeline instead of loading one (it is not disposed). Default none. */
+  pipeline?: StreamingT2VPipeline;
+}
+
+/** What {@link generateLongVideo} wrote. */
+export interface LongVideoResult {
+  /** Frames per stage that were produced. */
+  frames: { preview: number; final: number };
+  /** Files written (MP4 paths, PNG directories). */
+  files: string[];
+  /** Wall time in seconds. */
+  seconds: number;
+  /** Device used. */
+  device: string;
+}
+
+const OUTPUT_KEYS = ['output', 'previewOutput', 'pngDir', 'onFrame', 'fps', 'ffmpegPath', 'pipeline'];
+const LOAD_KEYS = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
+const RUN_KEYS = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress'];
+
+function split(options: LongVideoOptions): { run: GenerateOptions; load: PipelineLoadOptions } {
+  const run: Record<string, unknown> = {};
+  const load: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (RUN_KEYS.includes(k)) run[k] = v;
+    else if (LOAD_KEYS.includes(k)) load[k] = v;
+  }
+  return { run: run as unknown as GenerateOptions, load: load as PipelineLoadOptions };
+}
+
+function previewPathFor(output: string): string {
+  const ext = extname(output);
+  return join(dirname(output), `${basename(output, ext)}.preview${ext || '.mp4'}`);
+}
+
+/** Builds the file sinks for the options (none when no output is asked for). */
+async function buildSinks(options: LongVideoOptions, enhancing: boolean, fps: number): Promise<{ sinks: FrameSink[]; files: string[] }> {
+  const sinks: FrameSink[] = [];
+  const files: string[] = [];
+  const mp4 = async (path: string, stage: FrameStage) => {
+    await mkdir(dirname(path), { recursive: true });
+    sinks.push(new Mp4Sink({ path, stage, fps, ...(options.ffmpegPath === undefined ? {} : { ffmpegPath: options.ffmpegPath }) }));
+    files.push(path);
+  };
+  if (options.output !== undefined) await mp4(options.output, enhancing ? 'final' : 'preview');
+  const preview = options.previewOutput ?? (enhancing && options.output !== undefined ? previewPathFor(options.output) : undefined);
+  if (preview !== undefined) await mp4(preview, 'preview');
+  if (options.pngDir !== undefined) {
+    for (const stage of enhancing ? (['preview', 'final'] as const) : (['preview'] as const)) {
+      sinks.push(new PngSequenceSink({ dir: join(options.pngDir, stage), stage }));
+      files.push(join(options.pngDir, stage));
+    }
+  }
+  return { sinks, files };
+}
+
+/**
+ * Generates a long video and writes it. On abort or error the files written so far stay valid
+ * (fragmented MP4s are playable up to their last fragment; PNGs are complete files) and the
+ * promise rejects with the reason.
+ */
+export async function generateLongVideo(options: LongVideoOptions): Promise<LongVideoResult> {
+  if (options === null || typeof options !== 'object') invalid('an options object', 'options', options);
+  checkKeys(options, [...RUN_KEYS, ...LOAD_KEYS, ...OUTPUT_KEYS], '');
+  for (const key of ['output', 'previewOutput', 'pngDir', 'ffmpegPath'] as const) {
+    const v = options[key];
+    if (v !== undefined && (typeof v !== 'string' || v.length === 0)) invalid('a non-empty path', key, v);
+  }
+  if (options.onFrame !== undefined && typeof options.onFrame !== 'function') invalid('a function', 'onFrame', options.onFrame);
+  if (options.pipeline !== undefined && !(options.pipeline instanceof StreamingT2VPipeline)) invalid('a StreamingT2VPipeline', 'pipeline', options.pipeline);
+  const { run, load } = split(options);
+  const started = performance.now();
+  const pipeline = options.pipeline ?? (await StreamingT2VPipeline.load(load));
+  const enhancing = run.enhance !== false;
+  const fps = numberOption(options.fps, 'fps', pipeline.defaults.fps, 0.1, 1000);
+  const { sinks, files } = await buildSinks(options, enhancing, fps);
+  const sink = sinks.length > 0 ? new FanoutSink(sinks) : undefined;
+  const counts = { preview: 0, final: 0 };
+  try {
+    for await (const frame of pipeline.generate(run)) {
+      await sink?.write(frame);
+      if (options.onFrame !== undefined) await options.onFrame(frame);
+      counts[frame.stage]++;
+    }
+    await sink?.close();
+  } catch (error) {
+    await sink?.abort();
+    throw error;
+  } finally {
+    if (options.pipeline === undefined) pipeline.dispose();
+  }
+  if (counts.preview === 0) throw new InvalidArgumentError('The run produced no frames');
+  return { frames: counts, files, seconds: (performance.now() - started) / 1000, device: pipeline.device };
+}
+
+/**
+ * The streaming form: loads a pipeline, yields frames as they are made (backpressure: the run
+ * pauses while the consumer is busy), and disposes the pipeline when iteration ends.
+ *
+ * @example
+ * ```ts
+ * for await (const frame of streamLongVideo({ prompt, numFrames: 1200, enhance: false })) send(frame);
+ * ```
+ */
+export async function* streamLongVideo(options: GenerateOptions & PipelineLoadOptions): AsyncGenerator<GeneratedFrame, void, undefined> {
+  if (options === null || typeof options !== 'object') invalid('an options object', 'options', options);
+  checkKeys(options, [...RUN_KEYS, ...LOAD_KEYS], '');
+  const { run, load } = split(options as LongVideoOptions);
+  const pipeline = await StreamingT2VPipeline.load(load);
+  try {
+    yield* pipeline.generate(run);
+  } finally {
+    pipeline.dispose();
+  }
+}
