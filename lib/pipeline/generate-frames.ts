@@ -104,7 +104,8 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
           onStep: (s) => progress.step('stage1', 0, s.index, s.total),
         }),
       );
-      const anchor = scope.track(await (await video.narrow(2, 0, 1)).reshape([1, 3, height, width]));
+      const frame0 = scope.track(await video.narrow(2, 0, 1));
+      const anchor = scope.track(await frame0.reshape([1, 3, height, width])); // frame 0 of stage 1, forever (G4)
       longTerm = await LongTermMemory.create(anchor, encodeImage);
       await shortTerm.update(video);
       const keep = plan.segments[0]!.keepCount;
