@@ -45,6 +45,32 @@ Ctrl-C stops after the current network call and keeps what was written.`;
 
 class UsageError extends Error {}
 
+/** The flag behind each library option, to name it in validation errors. */
+const FLAG_OF: Readonly<Record<string, string>> = {
+  numFrames: '--frames',
+  output: '--out',
+  previewOutput: '--preview-out',
+  pngDir: '--png',
+  modelDir: '--model',
+  device: '--device',
+  seed: '--seed',
+  negativePrompt: '--negative',
+  'stage1.steps': '--steps1',
+  'stage2.steps': '--steps2',
+  'enhance.steps': '--steps3',
+  'stage1.guidance': '--guidance1',
+  'stage2.guidance': '--guidance2',
+  'enhance.guidance': '--guidance3',
+  'enhance.chunkFrames': '--chunk',
+  'enhance.overlapFrames': '--overlap',
+  'enhance.layout': '--layout',
+  stateDir: '--state',
+  fps: '--fps',
+  threads: '--threads',
+  ffmpegPath: '--ffmpeg',
+  prompt: 'the prompt argument',
+};
+
 /** Drops undefined fields (options objects reject explicit undefined keys nowhere, but stay tidy). */
 function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -53,7 +79,9 @@ function defined<T extends object>(o: T): T {
 function num(value: string | undefined, name: string, integer = true): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got "${value}"`);
+  // Decimal only: Number() alone would also take '', '0x10', '1e3' or ' 7 '.
+  const shape = integer ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+  if (!shape.test(value) || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got "${value}"`);
   return n;
 }
 
@@ -108,6 +136,10 @@ async function generate(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('generate expects exactly one prompt (quote it)');
   if (values.out === undefined && values['preview-out'] === undefined && values.png === undefined) {
     throw new UsageError('generate needs somewhere to write: --out file.mp4 (or --preview-out / --png)');
+  }
+  if (values['no-enhance'] === true) {
+    const stage3 = (['steps3', 'guidance3', 'chunk', 'overlap', 'layout'] as const).filter((k) => values[k] !== undefined);
+    if (stage3.length > 0) throw new UsageError(`--no-enhance conflicts with ${stage3.map((k) => `--${k}`).join(', ')} (stage-3 settings)`);
   }
   const enhance =
     values['no-enhance'] === true
@@ -188,7 +220,7 @@ function info(): number {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
+    (command === undefined ? process.stderr : process.stdout).write(`${HELP}\n`);
     return command === undefined ? 2 : 0;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -208,7 +240,10 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     if (isStreamingT2VError(error)) {
-      process.stderr.write(`streamingt2v: ${error.code}: ${error.message}\n`);
+      const option = error.code === 'ERR_INVALID_ARG' ? /for `([\w.]+)`/.exec(error.message)?.[1] : undefined;
+      const flag = option === undefined ? undefined : FLAG_OF[option];
+      const where = flag === undefined ? '' : flag.startsWith('--') ? ` (flag ${flag})` : ` (${flag})`;
+      process.stderr.write(`streamingt2v: ${error.code}: ${error.message}${where}\n`);
       process.exit(error.code === 'ERR_INVALID_ARG' ? 2 : 1);
     }
     process.stderr.write(`streamingt2v: ${(error as Error)?.stack ?? String(error)}\n`);

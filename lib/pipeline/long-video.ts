@@ -17,8 +17,10 @@ import { basename, dirname, extname, join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 
 import { InvalidArgumentError } from '../errors.js';
-import { FanoutSink, Mp4Sink, PngSequenceSink, type FrameSink } from '../video/index.js';
-import { checkKeys, invalid, numberOption, type GenerateOptions } from './options.js';
+import { readManifest } from '../models/manifest.js';
+import { FanoutSink, Mp4Sink, PngSequenceSink, locateFfmpeg, type FrameSink } from '../video/index.js';
+import { defaultModelDir, stageDefaults } from './model-adapter.js';
+import { checkKeys, invalid, numberOption, resolveGenerateOptions, type GenerateOptions } from './options.js';
 import { StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline.js';
 import type { FrameStage, GeneratedFrame } from './types.js';
 
@@ -110,14 +112,32 @@ export async function generateLongVideo(options: LongVideoOptions): Promise<Long
   if (options.onFrame !== undefined && typeof options.onFrame !== 'function') invalid('a function', 'onFrame', options.onFrame);
   if (options.pipeline !== undefined && !(options.pipeline instanceof StreamingT2VPipeline)) invalid('a StreamingT2VPipeline', 'pipeline', options.pipeline);
   const { run, load } = split(options);
+  // Everything is validated before any model loads, any native call runs or any file is created.
+  if (options.pipeline !== undefined) {
+    for (const [key, value] of Object.entries(load)) {
+      if (value !== undefined) invalid('no pipeline-loading option when `pipeline` is given (it is already loaded)', key, value);
+    }
+  }
+  if (load.modelDir !== undefined && (typeof load.modelDir !== 'string' || load.modelDir.length === 0)) invalid('a directory path', 'modelDir', load.modelDir);
+  const defaults = options.pipeline?.defaults ?? stageDefaults(await readManifest(load.modelDir ?? defaultModelDir(), { verifyHashes: false }));
+  resolveGenerateOptions(run, defaults, '');
+  const fps = numberOption(options.fps, 'fps', defaults.fps, 0.1, 1000);
+  const enhancing = run.enhance !== false;
+  if (enhancing && options.pipeline === undefined && load.loadEnhancer === false) {
+    throw new InvalidArgumentError('Expected `enhance: false` for a pipeline loaded with `loadEnhancer: false` but received enhancement options');
+  }
+  if (options.output !== undefined || options.previewOutput !== undefined) {
+    await locateFfmpeg(options.ffmpegPath === undefined ? {} : { ffmpegPath: options.ffmpegPath });
+  }
   const started = performance.now();
   const pipeline = options.pipeline ?? (await StreamingT2VPipeline.load(load));
-  const enhancing = run.enhance !== false;
-  const fps = numberOption(options.fps, 'fps', pipeline.defaults.fps, 0.1, 1000);
-  const { sinks, files } = await buildSinks(options, enhancing, fps);
-  const sink = sinks.length > 0 ? new FanoutSink(sinks) : undefined;
   const counts = { preview: 0, final: 0 };
+  let sink: FanoutSink | undefined;
+  let files: string[] = [];
   try {
+    const built = await buildSinks(options, enhancing, fps);
+    files = built.files;
+    sink = built.sinks.length > 0 ? new FanoutSink(built.sinks) : undefined;
     for await (const frame of pipeline.generate(run)) {
       await sink?.write(frame);
       if (options.onFrame !== undefined) await options.onFrame(frame);

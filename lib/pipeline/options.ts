@@ -6,6 +6,8 @@
  * @module
  */
 import { InvalidArgumentError } from '../errors.js';
+import { checkSigmas } from '../schedulers/dpmpp-2m-sde.js';
+import { createLogSnrCosineInterpSchedule, sdeditSigmas, type LogSnrTable } from '../schedulers/logsnr-cosine.js';
 import type { StageDefaults } from './models.js';
 import type { EnhanceLayout } from './stage3.js';
 import type { ProgressEvent } from './types.js';
@@ -129,8 +131,14 @@ function distance(a: string, b: string): number {
 export function checkKeys(value: object, known: readonly string[], where: string): void {
   for (const key of Object.keys(value)) {
     if (known.includes(key)) continue;
-    const best = [...known].sort((a, b) => distance(key, a) - distance(key, b))[0];
-    const hint = best !== undefined && distance(key, best) <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean \`${where}${best}\`?)` : '';
+    // A key that is a (case-insensitive) prefix of a known one, or extends it, counts as close too:
+    // `enhance.chunk` -> `chunkFrames`, `negative` -> `negativePrompt`, `guidance_scale` -> `guidance`.
+    const lower = key.toLowerCase();
+    const prefix = (k: string) => key.length >= 3 && (k.toLowerCase().startsWith(lower) || lower.startsWith(k.toLowerCase()));
+    const score = (k: string) => (prefix(k) ? 0 : 1);
+    const best = [...known].sort((a, b) => score(a) - score(b) || distance(key, a) - distance(key, b))[0];
+    const close = best !== undefined && (prefix(best) || distance(key, best) <= Math.max(2, Math.floor(best.length / 3)));
+    const hint = close ? ` (did you mean \`${where}${best}\`?)` : '';
     throw new InvalidArgumentError(`Unknown option \`${where}${key}\`${hint}`);
   }
 }
@@ -166,6 +174,40 @@ function objectOption(value: unknown, option: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+const tables = new WeakMap<object, LogSnrTable>();
+
+/**
+ * The stage-3 noise level and step count must give a usable SDEdit schedule (finite, strictly
+ * decreasing sigmas): the last timestep of a zero-terminal-SNR schedule has σ = ∞, and more steps
+ * than the few timesteps below a low noise level allow repeat a sigma. Checked here, before stages
+ * 1–2 run, with the very functions stage 3 uses.
+ */
+function checkEnhanceSchedule(d: StageDefaults, e: Record<string, unknown>): { noiseLevel: number; steps: number } {
+  let table = tables.get(d.stage3.scheduler);
+  if (table === undefined) {
+    table = createLogSnrCosineInterpSchedule(d.stage3.scheduler);
+    tables.set(d.stage3.scheduler, table);
+  }
+  let maxNoise = d.stage3.scheduler.numTrainTimesteps;
+  while (maxNoise > 2 && !Number.isFinite(table.logSigmasVe[maxNoise - 1]!)) maxNoise--;
+  const noiseLevel = intOption(e.noiseLevel, 'enhance.noiseLevel', Math.min(d.stage3.noiseLevel, maxNoise), 2, maxNoise);
+  const steps = intOption(e.steps, 'enhance.steps', d.stage3.steps, 1, 1000);
+  const usable = (n: number): boolean => {
+    try {
+      checkSigmas(sdeditSigmas(table, { steps: n, tMax: noiseLevel - 1 }).sigmas);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!usable(steps)) {
+    let most = 1;
+    while (most < steps && usable(most + 1)) most++;
+    invalid(`an integer in [1, ${most}] (the most steps \`enhance.noiseLevel\` ${noiseLevel} allows)`, 'enhance.steps', steps);
+  }
+  return { noiseLevel, steps };
+}
+
 /** Applies defaults from the manifest and validates everything. */
 export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults, modelKey: string): ResolvedGenerateOptions {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) invalid('an options object', 'options', input);
@@ -186,7 +228,7 @@ export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults,
     eta: numberOption(s2.eta, 'stage2.eta', d.stage2.eta, 0, 1),
   };
   let enhance: ResolvedGenerateOptions['enhance'] = false;
-  const raw = input.enhance ?? true;
+  const raw = input.enhance === undefined ? true : input.enhance; // null is an error, not "default"
   if (raw !== false) {
     if (raw !== true && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) invalid('a boolean or an options object', 'enhance', raw);
     const e = raw === true ? {} : (raw as Record<string, unknown>);
@@ -196,11 +238,12 @@ export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults,
     if (overlapFrames >= chunkFrames) invalid(`an integer in [0, ${chunkFrames - 1}] (less than \`enhance.chunkFrames\`)`, 'enhance.overlapFrames', overlapFrames);
     const layout = e.layout ?? 'pad';
     if (layout !== 'pad' && layout !== 'crop') invalid("'pad' or 'crop'", 'enhance.layout', layout);
+    const schedule = checkEnhanceSchedule(d, e);
     enhance = {
-      steps: intOption(e.steps, 'enhance.steps', d.stage3.steps, 1, 1000),
+      steps: schedule.steps,
       guidance: numberOption(e.guidance, 'enhance.guidance', d.stage3.guidance, 0, 100),
       rescale: numberOption(e.rescale, 'enhance.rescale', d.stage3.rescale, 0, 1),
-      noiseLevel: intOption(e.noiseLevel, 'enhance.noiseLevel', d.stage3.noiseLevel, 2, d.stage3.scheduler.numTrainTimesteps),
+      noiseLevel: schedule.noiseLevel,
       chunkFrames,
       overlapFrames,
       layout: layout as EnhanceLayout,
