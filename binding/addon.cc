@@ -36,14 +36,8 @@ void ExportAsync(Napi::Env env, Napi::Object exports, const char* name,
   exports.Set(name, Napi::Function::New(
                         env,
                         [fn, call](const Napi::CallbackInfo& info) -> Napi::Value {
-                          try {
-                            return fn(info);
-                          } catch (...) {
-                            // Argument errors surface as rejections: every async entry point returns a Promise.
-                            Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(info.Env());
-                            deferred.Reject(MakeJsError(info.Env(), CaptureCurrentException(call)).Value());
-                            return deferred.Promise();
-                          }
+                          // Argument errors surface as rejections: every async entry point returns a Promise.
+                          return AsyncGuard(info, call.c_str(), [&]() { return fn(info); });
                         },
                         name));
 }

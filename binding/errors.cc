@@ -60,4 +60,10 @@ Napi::Error MakeJsError(Napi::Env env, const NativeFailure& failure) {
   return error;
 }
 
+Napi::Value RejectedPromise(Napi::Env env, const NativeFailure& failure) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(MakeJsError(env, failure).Value());
+  return deferred.Promise();
+}
+
 }  // namespace st2v

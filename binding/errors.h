@@ -43,6 +43,19 @@ NativeFailure CaptureCurrentException(const std::string& call);
 // Builds the JS error object (Error or TypeError) with `code` and `nativeCall` properties.
 Napi::Error MakeJsError(Napi::Env env, const NativeFailure& failure);
 
+// A promise already rejected with `failure` (async entry points never throw synchronously).
+Napi::Value RejectedPromise(Napi::Env env, const NativeFailure& failure);
+
+// Wraps a promise-returning JS-thread entry point: any exception becomes a rejected promise.
+template <typename Fn>
+Napi::Value AsyncGuard(const Napi::CallbackInfo& info, const char* call, Fn&& fn) {
+  try {
+    return fn();
+  } catch (...) {
+    return RejectedPromise(info.Env(), CaptureCurrentException(call));
+  }
+}
+
 // Wraps a synchronous JS-thread entry point: any exception becomes a thrown JS error.
 template <typename Fn>
 Napi::Value Guard(const Napi::CallbackInfo& info, const char* call, Fn&& fn) {

@@ -11,22 +11,6 @@
 
 namespace st2v {
 
-namespace {
-Napi::Value Rejected(Napi::Env env, const NativeFailure& failure) {
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(MakeJsError(env, failure).Value());
-  return deferred.Promise();
-}
-
-template <typename Fn>
-Napi::Value AsyncGuard(const Napi::CallbackInfo& info, const char* call, Fn&& fn) {
-  try {
-    return fn();
-  } catch (...) {
-    return Rejected(info.Env(), CaptureCurrentException(call));
-  }
-}
-}  // namespace
 
 Napi::Function NativeGenerator::Init(Napi::Env env) {
   return DefineClass(env, "NativeGenerator",

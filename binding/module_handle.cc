@@ -19,12 +19,6 @@ struct Loaded {
   std::string path;
 };
 
-Napi::Value Rejected(Napi::Env env, const NativeFailure& failure) {
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(MakeJsError(env, failure).Value());
-  return deferred.Promise();
-}
-
 c10::TypePtr Unoptional(const c10::TypePtr& type) {
   if (auto opt = type->cast<c10::OptionalType>()) return opt->getElementType();
   return type;
@@ -235,7 +229,7 @@ Napi::Value NativeModule::Forward(const Napi::CallbackInfo& info) {
         },
         [](Napi::Env e, c10::IValue& out) { return FromIValue(e, out); });
   } catch (...) {
-    return Rejected(env, CaptureCurrentException("forward"));
+    return RejectedPromise(env, CaptureCurrentException("forward"));
   }
 }
 

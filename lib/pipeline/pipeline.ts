@@ -42,6 +42,12 @@ export interface PipelineLoadOptions {
   maxConcurrentRuns?: number;
 }
 
+function boolOption(value: unknown, option: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') invalid('a boolean', option, value);
+  return value;
+}
+
 const LOAD_KEYS = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
 
 /** Resolves 'auto' and validates a device string. */
@@ -83,8 +89,8 @@ export class StreamingT2VPipeline implements AsyncDisposable {
       ...(options.modelDir === undefined ? {} : { modelDir: options.modelDir }),
       device,
       ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
-      verifyChecksums: options.verifyChecksums ?? true,
-      loadEnhancer: options.loadEnhancer ?? true,
+      verifyChecksums: boolOption(options.verifyChecksums, 'verifyChecksums', true),
+      loadEnhancer: boolOption(options.loadEnhancer, 'loadEnhancer', true),
     });
     return new StreamingT2VPipeline(models, limit);
   }

@@ -160,7 +160,10 @@ export class Mp4Writer implements AsyncDisposable {
     this.#frameBytes = this.width * this.height * 3;
     this.#killGraceMs = options.killGraceMs ?? 2000;
     this.args = mp4EncoderArgs(options);
-    this.#child = spawn(ffmpegPath, this.args, { stdio: ['pipe', 'ignore', 'pipe'], windowsHide: true });
+    // detached: ffmpeg gets its own process group, so a terminal Ctrl-C (SIGINT to the whole group) does not
+    // kill it before we close its input; it then finishes the frames it has. If our process dies, its stdin
+    // closes and it exits on its own.
+    this.#child = spawn(ffmpegPath, this.args, { stdio: ['pipe', 'ignore', 'pipe'], windowsHide: true, detached: true });
     this.#exited = new Promise((resolveExit) => {
       // `on`, not `once`: a later 'error' (e.g. a failed kill) must not become an uncaught exception.
       this.#child.on('error', (error) => {

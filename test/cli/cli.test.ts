@@ -320,13 +320,13 @@ describe.skipIf(!hasFfmpeg)('real runs on the tiny model', () => {
     expect(ffmpegs.length).toBe(1);
     expect(alive(ffmpegs[0]!.pid)).toBe(false);
     expect(processesMentioning(preview)).toEqual([]);
-    // ffmpeg got the SIGINT too and quit on its own, dropping the frames still in its pipe; when
-    // the signal comes this early it has not written the file yet (see the todo below).
-    if (existsSync(preview) && hasFfprobe) expect(probe(preview)?.frames ?? 0).toBeLessThan(1200);
+    // ffmpeg runs in its own process group (detached), so the terminal's SIGINT does not reach it: the CLI
+    // closes its input and every frame handed over (stage 1's 16 at least) is in the playable partial file.
+    if (hasFfprobe) {
+      const p = probe(preview);
+      expect(p).toBeDefined();
+      expect(p!.frames).toBeGreaterThanOrEqual(16);
+      expect(p!.frames).toBeLessThan(1200);
+    }
   });
-
-  // KNOWN BUG (lib/video/mp4-writer.ts, not the CLI): ffmpeg runs in the CLI's process group, so a
-  // terminal's Ctrl-C kills it before the CLI closes its input: the frames in flight are lost, and an
-  // early Ctrl-C leaves no preview file at all. Spawning ffmpeg with `detached: true` would fix it.
-  it.todo('Ctrl-C to the process group keeps every frame handed to ffmpeg (needs ffmpeg in its own process group)');
 });
