@@ -20,7 +20,7 @@ const hasFfprobe = spawnSync('ffprobe', ['-version']).status === 0;
 
 let pipe: StreamingT2VPipeline;
 beforeAll(async () => {
-  pipe = await StreamingT2VPipeline.load({ device: 'cpu' });
+  pipe = await StreamingT2VPipeline.load({ device: 'cpu', threads: 1 }); // 1 thread: no OpenMP oversubscription on a busy 2-core CI box
 });
 afterAll(() => pipe?.dispose());
 
