@@ -95,6 +95,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
       await store?.reset();
       const video = scope.track(
         await runStage1(models, {
+          text,
           prompt: o.prompt,
           negativePrompt: o.negativePrompt,
           seed: seeds.stage1,

@@ -15,6 +15,8 @@ import { encodeCfgPair } from './text.js';
 
 /** Inputs of {@link runStage1}. */
 export interface Stage1Run {
+  /** [2, 77, D] text embeddings [negative; prompt] when the caller already has them (borrowed). */
+  text?: Tensor | undefined;
   prompt: string;
   negativePrompt: string;
   seed: number | bigint;
@@ -30,7 +32,7 @@ export async function runStage1(models: PipelineModels, run: Stage1Run): Promise
   const { frames, height, width } = d.stage1;
   using scope = new TensorScope();
   using gen = new Generator(run.seed);
-  const ctx = scope.track(await encodeCfgPair(run.prompt, run.negativePrompt, models.tokenize, models.module('text_encoder'), models.device));
+  const ctx = run.text ?? scope.track(await encodeCfgPair(run.prompt, run.negativePrompt, models.tokenize, models.module('text_encoder'), models.device));
   // init_noise_sigma = 1 for DPM-Solver++ on a VP schedule: latents are plain N(0, I).
   const z = scope.track(await gen.randn([1, d.latentChannels, frames, height / d.vaeFactor, width / d.vaeFactor], { device: models.device }));
   const plan = createDpmSolverPlan(createDiscreteSchedule(d.stage1.scheduler), run.steps);

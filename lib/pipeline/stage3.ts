@@ -86,7 +86,7 @@ export function enhancerChunkDenoiser(
   };
 }
 
-/** Decodes latents [1, C, n, h, w] to RGB bytes [n, H, W, 3] (rounded, as the enhancer writer does). */
+/** Decodes latents [1, C, n, h, w] to RGB bytes [n, H, W, 3] (truncated to uint8, as the stage-2 writer does). */
 export async function decodeToRgb(decoder: TorchModule, latents: Tensor): Promise<Uint8Array> {
   using scope = new TensorScope();
   const video = scope.track(await decoder.forwardTensor([latents]));
