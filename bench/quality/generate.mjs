@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// Quality benchmark, step 1 (issue 6): generate long videos from world prompts with the library's streaming API
+// and store the frames as raw RGB24 (<out>/<tag>/<i>.rgb, frame after frame) plus <i>.json (prompt, size, seconds).
+// Step 2 is metrics.py. See bench/quality/README.md.
+//
+//   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
+//       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 20] [--steps2 20]
+//       [--seed 33] [--threads 1] [--enhance] [--overlap 8]
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { streamLongVideo } from '../../dist/lib/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const arg = (name, def) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const flag = (name) => argv.includes(`--${name}`);
+const out = arg('out', '/tmp/st2v-quality');
+const tag = arg('tag', 'full');
+const model = arg('model', join(here, '..', '..', 'models', 'default'));
+const prompts = readFileSync(arg('prompts', join(here, 'prompts.txt')), 'utf8')
+  .split('\n').map((s) => s.trim()).filter((s) => s && !s.startsWith('#'));
+const limit = Number(arg('limit', prompts.length));
+const frames = Number(arg('frames', 240));
+const dir = join(out, tag);
+mkdirSync(dir, { recursive: true });
+
+for (let i = 0; i < Math.min(limit, prompts.length); i++) {
+  const prompt = prompts[i];
+  const t0 = Date.now();
+  const files = {};
+  const counts = { preview: 0, final: 0 };
+  const sizes = {};
+  const enhance = flag('enhance') ? { overlapFrames: Number(arg('overlap', 8)), steps: Number(arg('steps3', 30)) } : false;
+  for await (const f of streamLongVideo({
+    prompt, numFrames: frames, modelDir: model, seed: Number(arg('seed', 33)), threads: Number(arg('threads', 1)),
+    device: 'cpu', enhance,
+    stage1: { steps: Number(arg('steps1', 20)) }, stage2: { steps: Number(arg('steps2', 20)) },
+  })) {
+    const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
+    files[f.stage] ??= openSync(join(dir, name), 'w');
+    writeSync(files[f.stage], f.data);
+    counts[f.stage]++;
+    sizes[f.stage] = [f.height, f.width];
+  }
+  for (const fd of Object.values(files)) closeSync(fd);
+  const seconds = (Date.now() - t0) / 1000;
+  writeFileSync(join(dir, `${i}.json`), JSON.stringify({ prompt, tag, model, frames: counts, sizes, seconds, enhance }, null, 1));
+  console.log(`${tag} #${i} ${seconds.toFixed(1)} s: ${prompt}`);
+}

@@ -1,0 +1,275 @@
+"""Quality benchmark, step 2 (issue 6): metrics of generated long videos against their world prompts.
+
+    /usr/bin/python3 bench/quality/metrics.py /tmp/st2v-quality [--reference 8] [--json out.json]
+
+Reads every ``<dir>/<tag>/<i>.rgb`` + ``<i>.json`` written by generate.mjs (RGB24 frames) and prints one row per
+tag (means over prompts). ``--reference N`` adds a ``world`` row: the same metrics on true renders of the first N
+prompts of prompts.txt (checks the detectors; ideal values). Only numpy is needed.
+
+Metrics (all on the stage-2 preview frames unless the tag has final frames, then on those too):
+
+* ``cuts``: scene cuts per video, AdaptiveDetector-style on HSV frame differences: content value = mean of the
+  mean |dH|, |dS|, |dV| (OpenCV HSV, uint8 ranges) of consecutive frames; a cut is reported when the value is at
+  least 3.0x the mean of the 2 frames before and after it, at least 15, and 15+ frames after the previous cut.
+* ``motion``: mean absolute grey-level difference between consecutive frames (0-255); ``frozen``: fraction of
+  frame pairs with difference < 0.5 (stagnation).
+* ``obj_speed``: median per-frame displacement (px at 64x64) of the main-object centroid (pixels of the prompt's
+  colour, nearest-palette labelling, wrap-aware circular mean).
+* ``colour_drift``: RGB distance (0-255) between the mean object colour of frames 0-7 and of the last 8 frames;
+  ``size_ratio``: object area last 8 / first 8 frames; ``present_end``: object found in the last 8 frames.
+* adherence: ``colour_ok`` (most frequent object-palette label, background labels excluded, equals the prompt
+  colour), ``shape_ok`` (angular harmonics of the object outline: weak -> circle, else k=3/4/5 ->
+  triangle/square/star, majority over sampled frames), ``dir_ok`` (sign of the dominant axis of the mean object
+  velocity equals the prompt direction).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+from collections import Counter
+from typing import Dict, List, Optional
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, ROOT)
+from models import world  # noqa: E402
+
+NATURAL_TONES = {"grass": [(0.18, 0.52, 0.16), (0.35, 0.70, 0.22), (0.27, 0.61, 0.19)],
+                 "sea": [(0.05, 0.25, 0.55), (0.25, 0.55, 0.85), (0.15, 0.40, 0.70)],
+                 "sand": [(0.80, 0.68, 0.42), (0.93, 0.84, 0.60), (0.86, 0.76, 0.51)]}
+
+
+# ------------------------------------------------------------------------------------------ scene cuts
+def hsv_u8(frames: np.ndarray) -> np.ndarray:
+    """[T,H,W,3] uint8 RGB -> float HSV in OpenCV uint8 ranges (H 0-179, S 0-255, V 0-255)."""
+    x = frames.astype(np.float32) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = x.max(-1)
+    mn = x.min(-1)
+    d = v - mn
+    s = np.where(v > 0, d / np.maximum(v, 1e-8), 0)
+    dd = np.maximum(d, 1e-8)
+    h = np.where(v == r, 60 * (g - b) / dd, np.where(v == g, 120 + 60 * (b - r) / dd, 240 + 60 * (r - g) / dd))
+    h = np.where(d == 0, 0, h) % 360
+    return np.stack([h / 2, s * 255, v * 255], -1)
+
+
+def content_values(frames: np.ndarray) -> np.ndarray:
+    hsv = hsv_u8(frames)
+    diff = np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2))       # [T-1, 3]
+    return diff.mean(-1)
+
+
+def adaptive_cuts(values: np.ndarray, threshold: float = 3.0, min_content: float = 15.0, window: int = 2,
+                  min_len: int = 15) -> List[int]:
+    cuts, last = [], 0
+    for i in range(window, len(values) - window):
+        nb = np.concatenate([values[i - window:i], values[i + 1:i + 1 + window]])
+        avg = nb.mean()
+        ratio = values[i] / avg if avg > 1e-6 else (255.0 if values[i] >= min_content else 0.0)
+        frame = i + 1                                            # values[i] compares frames i and i+1
+        if ratio >= threshold and values[i] >= min_content and frame - last >= min_len:
+            cuts.append(frame)
+            last = frame
+    return cuts
+
+
+# ------------------------------------------------------------------------------------------ object
+def palette(prompt: str) -> Dict[str, np.ndarray]:
+    a = world.parse_caption(prompt)
+    pal = {c: np.array(world.RGB[c]) for c in world.OBJECT_COLOURS}
+    bg = a.get("background", "plain")
+    if bg in NATURAL_TONES:
+        for j, c in enumerate(NATURAL_TONES[bg]):
+            pal[f"bg{j}"] = np.array(c)
+    elif "bg_colour" in a:
+        c = np.array(world.RGB[a["bg_colour"]])
+        pal[f"bg:{a['bg_colour']}"] = c
+        pal["bg:dark"] = c * 0.55 + 0.05
+        pal["bg:mid"] = c * 0.775 + 0.025
+    return pal
+
+
+def labels(frames: np.ndarray, pal: Dict[str, np.ndarray]):
+    names = list(pal)
+    cols = np.stack([pal[n] for n in names])                    # [K,3]
+    x = frames.astype(np.float32) / 255.0
+    d = ((x[..., None, :] - cols[None, None, None]) ** 2).sum(-1)  # [T,H,W,K]
+    return np.argmin(d, -1), names
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    seen = np.zeros_like(mask, dtype=bool)
+    best: List = []
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        comp, stack = [], [(y0, x0)]
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            comp.append((y, x))
+            for yy, xx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                    seen[yy, xx] = True
+                    stack.append((yy, xx))
+        if len(comp) > len(best):
+            best = comp
+    out = np.zeros_like(mask, dtype=bool)
+    if best:
+        ys, xs = zip(*best)
+        out[list(ys), list(xs)] = True
+    return out
+
+
+def shape_of(mask: np.ndarray) -> Optional[str]:
+    """Classify one object mask (None if too small or touching the border)."""
+    h, w = mask.shape
+    m = largest_component(mask)
+    if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+        return None
+    ys, xs = np.nonzero(m)
+    cy, cx = ys.mean(), xs.mean()
+    ang = np.arctan2(ys - cy, xs - cx)
+    rad = np.hypot(ys - cy, xs - cx)
+    bins = 36
+    idx = ((ang + math.pi) / (2 * math.pi) * bins).astype(int) % bins
+    prof = np.zeros(bins)
+    np.maximum.at(prof, idx, rad + 0.5)
+    if (prof == 0).any():
+        return None
+    f = np.abs(np.fft.rfft(prof)) / (prof.mean() * bins)
+    harm = {3: f[3], 4: f[4], 5: f[5]}
+    k = max(harm, key=harm.get)
+    if harm[k] < 0.04:
+        return "circle"
+    return {3: "triangle", 4: "square", 5: "star"}[k]
+
+
+def circular_mean(coords: np.ndarray, size: int) -> float:
+    a = coords * 2 * math.pi / size
+    return (math.atan2(np.sin(a).mean(), np.cos(a).mean()) * size / (2 * math.pi)) % size
+
+
+def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
+    t, h, w, _ = frames.shape
+    a = world.parse_caption(prompt)
+    vals = content_values(frames)
+    cuts = adaptive_cuts(vals)
+    grey = frames.astype(np.float32).mean(-1)
+    fd = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))
+    pal = palette(prompt)
+    lab, names = labels(frames, pal)
+    obj = names.index(a["colour"]) if a.get("colour") in names else -1
+    masks = lab == obj
+    area = masks.reshape(t, -1).mean(-1)
+    present = area > 0.003
+    # centroid track
+    cents = []
+    for i in range(t):
+        if present[i]:
+            ys, xs = np.nonzero(masks[i])
+            cents.append((circular_mean(xs + 0.5, w), circular_mean(ys + 0.5, h)))
+        else:
+            cents.append(None)
+    steps = []
+    for i in range(1, t):
+        if cents[i] is not None and cents[i - 1] is not None:
+            dx = (cents[i][0] - cents[i - 1][0] + w / 2) % w - w / 2
+            dy = (cents[i][1] - cents[i - 1][1] + h / 2) % h - h / 2
+            steps.append((dx * 64 / w, dy * 64 / h))
+    st = np.array(steps) if steps else np.zeros((0, 2))
+    v = st.mean(0) if len(st) else np.zeros(2)
+    if np.abs(v).max() < 0.05:
+        direction = "none"
+    elif abs(v[0]) >= abs(v[1]):
+        direction = "right" if v[0] > 0 else "left"
+    else:
+        direction = "down" if v[1] > 0 else "up"
+    # colour adherence: most frequent object colour label, background labels excluded
+    counts = Counter(lab.reshape(-1).tolist())
+    obj_counts = {names[k]: c for k, c in counts.items() if names[k] in world.OBJECT_COLOURS
+                  and names[k] != a.get("bg_colour")}
+    detected_colour = max(obj_counts, key=obj_counts.get) if obj_counts else "none"
+    # shape adherence
+    shapes = [s for s in (shape_of(masks[i]) for i in range(0, t, max(1, t // 30))) if s]
+    detected_shape = Counter(shapes).most_common(1)[0][0] if shapes else "none"
+
+    def mean_colour(sl):
+        px = frames[sl][masks[sl]]
+        return px.astype(np.float32).mean(0) if len(px) else None
+    c0, c1 = mean_colour(slice(0, 8)), mean_colour(slice(t - 8, t))
+    a0, a1 = area[:8].mean(), area[-8:].mean()
+    return {
+        "frames": t, "cuts": len(cuts), "cut_frames": cuts, "motion": float(fd.mean()),
+        "frozen": float((fd < 0.5).mean()), "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
+        "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
+        "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
+        "colour_ok": float(detected_colour == a.get("colour")), "shape_ok": float(detected_shape == a.get("shape")),
+        "dir_ok": float(direction == a.get("direction")), "detected": [detected_colour, detected_shape, direction],
+    }
+
+
+def read_video(path: str, height: int, width: int) -> np.ndarray:
+    raw = np.fromfile(path, dtype=np.uint8)
+    return raw.reshape(-1, height, width, 3)
+
+
+KEYS = ["cuts", "motion", "frozen", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
+        "shape_ok", "dir_ok"]
+
+
+def summarize(rows: List[Dict]) -> Dict[str, float]:
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in KEYS} | {"n": len(rows)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dir")
+    ap.add_argument("--reference", type=int, default=0, help="add true world renders of the first N prompts")
+    ap.add_argument("--frames", type=int, default=240)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    results: Dict[str, List[Dict]] = {}
+    for meta_path in sorted(glob.glob(os.path.join(args.dir, "*", "*.json"))):
+        meta = json.load(open(meta_path))
+        for stage, suffix in (("preview", ".rgb"), ("final", ".final.rgb")):
+            path = meta_path[:-5] + suffix
+            if not os.path.exists(path):
+                continue
+            h, w = meta["sizes"][stage]
+            r = analyse(read_video(path, h, w), meta["prompt"])
+            r["prompt"], r["seconds"] = meta["prompt"], meta["seconds"]
+            tag = meta["tag"] + ("" if stage == "preview" else "/final")
+            results.setdefault(tag, []).append(r)
+    if args.reference:
+        prompts = [p.strip() for p in open(os.path.join(os.path.dirname(__file__), "prompts.txt"))
+                   if p.strip() and not p.startswith("#")][:args.reference]
+        for i, p in enumerate(prompts):
+            s = world.scene_from_caption(p, np.random.default_rng(i))
+            v = ((world.render(s, 0, args.frames, 64).transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255)
+            r = analyse(v.astype(np.uint8), p)
+            r["prompt"] = p
+            results.setdefault("world (true renders)", []).append(r)
+    print("| run | n | " + " | ".join(KEYS) + " |")
+    print("|---|---|" + "---|" * len(KEYS))
+    summary = {}
+    for tag, rows in results.items():
+        s = summarize(rows)
+        summary[tag] = s
+        print(f"| {tag} | {s['n']} | " + " | ".join(f"{s[k]:.3g}" for k in KEYS) + " |")
+    for tag, rows in results.items():
+        for r in rows:
+            print(f"  {tag}: {r['prompt']!r} detected={r['detected']} cuts={r['cut_frames']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"summary": summary, "videos": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

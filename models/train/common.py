@@ -1,0 +1,231 @@
+"""Shared training utilities: seeding, world batches, noise schedules, JSONL loss log, resumable checkpoints."""
+import json
+import math
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import world
+from ..tokenizer import ClipBPE, tiny_tokenizer
+
+NET_CONFIG = "tiny"
+
+
+def setup_torch(threads: int = 1) -> None:
+    """One intra-op thread: on a shared 2-core machine OpenMP with 2 threads was ~10x slower (spin-waiting)."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def seed_all(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------- text
+_TOK: Optional[ClipBPE] = None
+
+
+def tokenizer() -> ClipBPE:
+    """The exporter's default tiny tokenizer; the world's words are a subset of its word list (see world.py)."""
+    global _TOK
+    if _TOK is None:
+        _TOK = tiny_tokenizer()
+    return _TOK
+
+
+def token_ids(texts: Sequence[str], pad_id: Optional[int] = None) -> torch.Tensor:
+    """[B, 77] int64 as the pipeline tokenizes (stage 1/2: the tokenizer's pad id; stage 3: pad 0)."""
+    tok = tokenizer()
+    rows = []
+    for t in texts:
+        ids = tok.encode(t)
+        if pad_id is not None:
+            n = len(tok.content_ids(t)[: tok.max_length - 2]) + 2
+            ids = ids[:n] + [pad_id] * (tok.max_length - n)
+        rows.append(ids)
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------- data
+def world_clips(rng: np.random.Generator, batch: int, frames: int, size: int = 64,
+                t_range: Tuple[int, int] = (0, 400)) -> Tuple[torch.Tensor, List[str], List[world.Scene], List[int]]:
+    """[B, 3, F, size, size] in [-1,1], captions, scenes, start frames."""
+    scenes, starts, vids = [], [], []
+    for _ in range(batch):
+        s = world.sample_scene(rng)
+        t0 = int(rng.integers(t_range[0], t_range[1] + 1))
+        vids.append(world.render(s, t0, frames, size))
+        scenes.append(s)
+        starts.append(t0)
+    x = torch.from_numpy(np.stack(vids)).permute(0, 2, 1, 3, 4).contiguous()
+    return x, [world.caption(s) for s in scenes], scenes, starts
+
+
+def world_clips_masks(rng: np.random.Generator, batch: int, frames: int, size: int = 64,
+                      t_range: Tuple[int, int] = (0, 400), anchor: bool = False):
+    """(video [B,3,F,size,size], latent loss weights [B,1,F,size/8,size/8] = 1 + 3·(object in the 8x8 cell),
+    captions, anchors [B,3,size,size] = frame 0 of each clip (or None))."""
+    vids, masks, caps, anchors = [], [], [], []
+    for _ in range(batch):
+        s = world.sample_scene(rng)
+        f, m = world.render_with_masks(s, int(rng.integers(t_range[0], t_range[1] + 1)), frames, size)
+        vids.append(f)
+        masks.append(m)
+        caps.append(world.caption(s))
+        if anchor:
+            anchors.append(world.render_frame(s, 0, size))
+    x = torch.from_numpy(np.stack(vids)).permute(0, 2, 1, 3, 4).contiguous()
+    m = torch.from_numpy(np.stack(masks))[:, None]                       # [B,1,F,H,W]
+    w = 1.0 + 3.0 * F.max_pool3d(m, (1, 8, 8))
+    return x, w, caps, (torch.from_numpy(np.stack(anchors)) if anchor else None)
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return ((pred - target).pow(2) * w).mean() / w.mean()
+
+
+def world_frames_masks(rng: np.random.Generator, batch: int, size: int = 64,
+                       t_range: Tuple[int, int] = (0, 600)) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Single frames [B, 3, size, size] and their object masks [B, 1, size, size]."""
+    fr, ms = [], []
+    for _ in range(batch):
+        s = world.sample_scene(rng)
+        f, m = world.render_with_masks(s, int(rng.integers(t_range[0], t_range[1] + 1)), 1, size)
+        fr.append(f[0])
+        ms.append(m[0])
+    return torch.from_numpy(np.stack(fr)), torch.from_numpy(np.stack(ms))[:, None]
+
+
+def drop_captions(rng: np.random.Generator, captions: Sequence[str], p: float) -> Tuple[List[str], np.ndarray]:
+    keep = rng.random(len(captions)) >= p
+    return [c if k else "" for c, k in zip(captions, keep)], keep
+
+
+# ---------------------------------------------------------------- schedules
+def ddpm_alphas_cumprod(n: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
+    """ModelScope/diffusers 'scaled_linear' betas (stages 1 and 2)."""
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, 0).float()
+
+
+def logsnr_cosine_interp(n: int = 1000, scale_min: float = 2.0, scale_max: float = 4.0,
+                         logsnr_min: float = -15.0, logsnr_max: float = 15.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, sigmas) [n] of MS-Vid2Vid-XL's schedule with zero terminal SNR (spec §1.9; lib/schedulers)."""
+    u = torch.linspace(1, 0, n, dtype=torch.float64)
+    a = math.atan(math.exp(-0.5 * logsnr_max))
+    b = math.atan(math.exp(-0.5 * logsnr_min))
+    lam = -2.0 * torch.log(torch.tan(a + u * (b - a)))
+    lam = u * (lam + 2 * math.log(1 / scale_min)) + (1 - u) * (lam + 2 * math.log(1 / scale_max))
+    sig = torch.sqrt(torch.sigmoid(-lam))
+    lo, hi = sig.min(), sig.max()
+    sig = lo + (1 - lo) / (hi - lo) * (sig - lo)
+    alp = torch.sqrt((1 - sig * sig).clamp(min=0))
+    return alp.float(), sig.float()
+
+
+# ---------------------------------------------------------------- logging / checkpoints
+class LossLog:
+    """Appends one JSON object per line: {component, step, loss, ..., elapsed_s}."""
+
+    def __init__(self, path: str, component: str):
+        self.path, self.component = path, component
+        self.t0 = time.time()
+
+    def write(self, step: int, **values) -> None:
+        rec = {"component": self.component, "step": step,
+               **{k: (round(float(v), 6) if isinstance(v, (float, int, np.floating)) else v) for k, v in values.items()},
+               "elapsed_s": round(time.time() - self.t0, 1)}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+
+
+def save_checkpoint(path: str, step: int, modules: Dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                    rng: np.random.Generator, extra: Optional[dict] = None) -> None:
+    state = {"step": step, "modules": {k: m.state_dict() for k, m in modules.items()}, "opt": opt.state_dict(),
+             "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "extra": extra or {}}
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, modules: Dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                    rng: np.random.Generator) -> Tuple[int, dict]:
+    """Restores modules/optimizer/RNGs from ``path`` if it exists; returns (step, extra) (0, {} when absent)."""
+    if not os.path.exists(path):
+        return 0, {}
+    state = torch.load(path, map_location="cpu")
+    for k, m in modules.items():
+        m.load_state_dict(state["modules"][k])
+    opt.load_state_dict(state["opt"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = state["np_rng"]
+    print(f"resumed {path} at step {state['step']}", flush=True)
+    return state["step"], state.get("extra", {})
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (exported instead of the raw weights)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, sd: Dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone() for k, v in sd.items()}
+
+
+class _EMAModule(torch.nn.Module):
+    """Adapter so an EMA can be checkpointed with the modules dict."""
+
+    def __init__(self, ema: EMA):
+        super().__init__()
+        self.ema = ema
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+        return self.ema.state_dict()
+
+    def load_state_dict(self, sd, strict: bool = True):  # type: ignore[override]
+        self.ema.load_state_dict(sd)
+
+
+def ema_module(ema: EMA) -> torch.nn.Module:
+    return _EMAModule(ema)
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 10 %."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def upsample2x(video: torch.Tensor) -> torch.Tensor:
+    """[B,3,F,H,W] -> [B,3,F,2H,2W] bicubic, clamped to [-1,1] (the stage-3 input resize)."""
+    b, c, f, h, w = video.shape
+    x = video.transpose(1, 2).reshape(b * f, c, h, w)
+    x = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return x.reshape(b, f, c, 2 * h, 2 * w).transpose(1, 2)

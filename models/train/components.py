@@ -1,0 +1,399 @@
+"""One trainer per component. Each writes ``<out>/<name>.pt`` when done (skipped if present) and checkpoints to
+``<out>/ckpt_<name>.pt`` every ``ckpt_every`` steps, so a killed run resumes where it stopped.
+
+Step counts are fixed (reproducible); ``budget_s`` is only a safety stop that is logged when it triggers.
+"""
+import math
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..apm import APMImageEncoder
+from ..configs_aux import build_aux_model
+from ..configs_unet import get_config
+from ..stage2 import Stage2UNet
+from ..unet3d import UNet3DConditionModel
+from . import common as C
+
+
+def _frames(video: torch.Tensor) -> torch.Tensor:
+    b, c, f, h, w = video.shape
+    return video.transpose(1, 2).reshape(b * f, c, h, w)
+
+
+def _finish_path(out: str, name: str) -> str:
+    return os.path.join(out, f"{name}.pt")
+
+
+def _over_budget(t_start: float, elapsed0: float, budget_s: float) -> bool:
+    return elapsed0 + time.time() - t_start > budget_s
+
+
+def load_vae(out: str):
+    vae = build_aux_model("vae", C.NET_CONFIG)
+    vae.load_state_dict(torch.load(_finish_path(out, "vae"), map_location="cpu"))
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode(vae, video: torch.Tensor, sample: bool = True) -> torch.Tensor:
+    mean, std = vae.video_encoder()(video)
+    return mean + std * torch.randn_like(std) if sample else mean
+
+
+# ------------------------------------------------------------------------------------------------ VAE
+def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1, batch: int = 8,
+              lr: float = 2e-3, kl_weight: float = 1e-4, object_weight: float = 8.0, ckpt_every: int = 500, stop_at: Optional[int] = None) -> None:
+    """Per-frame AutoencoderKL on world frames. Many small steps train this tiny VAE much faster than few big
+    ones: each step is ``batch`` random 32x32 crops (3/4 from 64x64 renders, 1/4 from 128x128 renders, the stage-3
+    scale; the same VAE serves as the enhancer VAE), every 4th step 4 whole 64x64 frames instead.
+    Loss: L1 + MSE (object pixels weighted 1 + object_weight) + kl_weight·KL. Afterwards the latent scale is folded into quant_conv/post_quant_conv so that
+    encoder outputs (x0.18215 inside the module) have unit standard deviation, as the diffusion models expect."""
+    final = _finish_path(out, "vae")
+    if os.path.exists(final):
+        return
+    rng = C.seed_all(seed)
+    vae = build_aux_model("vae", C.NET_CONFIG)
+    with torch.no_grad():  # start nearly deterministic: Adam moves a bias by ~lr per step, too slow to get there
+        vae.quant_conv.bias[4:].fill_(-8.0)
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    ck = os.path.join(out, "ckpt_vae.pt")
+    step, extra = C.load_checkpoint(ck, {"vae": vae}, opt, rng)
+    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "vae")
+    enc, dec = vae.encoder, vae.decoder
+    n_lo = batch * 3 // 4
+    run = None
+    while step < steps:
+        if stop_at is not None and step >= stop_at:
+            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
+            break
+        if _over_budget(t_start, elapsed0, budget_s):
+            log.write(step, note="stopped by wall-clock budget")
+            break
+        C.set_lr(opt, C.lr_at(step, lr, 50, steps))
+        if step % 4 == 3:
+            x, m = C.world_frames_masks(rng, 4, 64)
+        else:
+            lo, lm = C.world_frames_masks(rng, n_lo, 64)
+            hi, hm = C.world_frames_masks(rng, batch - n_lo, 128)
+            oy, ox, hy, hx = (int(v) for v in rng.integers(0, 33, size=4))
+            x = torch.cat([lo[:, :, oy:oy + 32, ox:ox + 32], hi[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
+            m = torch.cat([lm[:, :, oy:oy + 32, ox:ox + 32], hm[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
+        wgt = 1.0 + object_weight * m      # the object is small but it is what the video is about
+        moments = vae.quant_conv(enc(x))
+        mean, logvar = moments.chunk(2, 1)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        rec = dec(vae.post_quant_conv(z))
+        l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
+        mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = l1 + mse + kl_weight * kl
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        if step % 100 == 0 or step == 1:
+            log.write(step, loss=loss.item(), loss_avg=run, l1=l1.item(), mse=mse.item(), kl=kl.item())
+        if step % ckpt_every == 0:
+            C.save_checkpoint(ck, step, {"vae": vae}, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    vae.eval()
+    # fold the latent scale: mean' = k·mean, logvar' = logvar + 2 ln k, post_quant_conv(z'/k)
+    with torch.no_grad():
+        x, _, _, _ = C.world_clips(np.random.default_rng(seed + 1000), 16, 8, 64, (0, 600))
+        mean, _ = vae.video_encoder()(x)
+        k = 1.0 / float(mean.std())
+        vae.quant_conv.weight[:4] *= k
+        vae.quant_conv.bias[:4] *= k
+        vae.quant_conv.bias[4:] += 2 * math.log(k)
+        vae.post_quant_conv.weight /= k
+        mean2, std2 = vae.video_encoder()(x)
+        rec = vae.video_decoder()(mean2)
+        log.write(step, note="latent scale folded", k=k, latent_mean=float(mean2.mean()), latent_std=float(mean2.std()),
+                  posterior_std=float(std2.mean()), eval_l1=float((rec - x).abs().mean()))
+    torch.save(vae.state_dict(), final)
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+def train_stage1(out: str, steps: int = 1600, budget_s: float = 960, seed: int = 2, batch: int = 4,
+                 lr: float = 5e-4, p_uncond: float = 0.1, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
+    """Text encoder + stage-1 UNet trained jointly with the epsilon-prediction loss on 16-frame clips
+    (scaled_linear betas 0.00085..0.012, 1000 steps), 10 % empty captions for CFG; latent cells holding the object
+    weigh 4x in the loss. EMA weights are kept."""
+    final = _finish_path(out, "stage1")
+    if os.path.exists(final):
+        return
+    rng = C.seed_all(seed)
+    vae = load_vae(out)
+    net = get_config(C.NET_CONFIG)
+    text = build_aux_model("clip_text", C.NET_CONFIG)
+    unet = UNet3DConditionModel(net.unet)
+    params = list(text.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema_u, ema_t = C.EMA(unet, 0.995), C.EMA(text, 0.995)
+    mods = {"unet": unet, "text": text, "ema_unet": C.ema_module(ema_u), "ema_text": C.ema_module(ema_t)}
+    ck = os.path.join(out, "ckpt_stage1.pt")
+    step, extra = C.load_checkpoint(ck, mods, opt, rng)
+    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage1")
+    ac = C.ddpm_alphas_cumprod()
+    run = 0.0
+    while step < steps:
+        if stop_at is not None and step >= stop_at:
+            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
+            break
+        if _over_budget(t_start, elapsed0, budget_s):
+            log.write(step, note="stopped by wall-clock budget")
+            break
+        C.set_lr(opt, C.lr_at(step, lr, 50, steps))
+        x, w, caps, _ = C.world_clips_masks(rng, batch, 16, 64, (0, 400))
+        caps, _ = C.drop_captions(rng, caps, p_uncond)
+        z0 = encode(vae, x, sample=False)
+        t = torch.randint(0, 1000, (batch,))
+        noise = torch.randn_like(z0)
+        a = ac[t].view(-1, 1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        ctx = text(C.token_ids(caps))
+        eps = unet(zt, t.float(), ctx)
+        loss = C.weighted_mse(eps, noise, w)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_u.update(unet, step)
+        ema_t.update(text, step)
+        step += 1
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 20 == 0 or step == 1:
+            log.write(step, loss=loss.item(), loss_avg=run, lr=opt.param_groups[0]["lr"])
+        if step % ckpt_every == 0:
+            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    torch.save({"unet_stage1": ema_u.state_dict(), "text_encoder": ema_t.state_dict()}, final)
+
+
+def train_stage1_more(out: str, steps: int = 1200, budget_s: float = 1440, seed: int = 5, batch: int = 4,
+                      lr: float = 3e-4, p_uncond: float = 0.1, ckpt_every: int = 100,
+                      stop_at: Optional[int] = None) -> None:
+    """More stage-1 UNet training on the second core while stage 2 trains (same objective as train_stage1),
+    starting from the EMA weights in stage1.pt. The text encoder stays frozen: stage 2 was trained with it."""
+    final = _finish_path(out, "stage1_more")
+    if os.path.exists(final):
+        return
+    rng = C.seed_all(seed)
+    vae = load_vae(out)
+    net = get_config(C.NET_CONFIG)
+    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
+    text = build_aux_model("clip_text", C.NET_CONFIG)
+    text.load_state_dict(s1["text_encoder"])
+    text.eval().requires_grad_(False)
+    unet = UNet3DConditionModel(net.unet)
+    unet.load_state_dict(s1["unet_stage1"])
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    ema_u = C.EMA(unet, 0.995)
+    mods = {"unet": unet, "ema_unet": C.ema_module(ema_u)}
+    ck = os.path.join(out, "ckpt_stage1_more.pt")
+    step, extra = C.load_checkpoint(ck, mods, opt, rng)
+    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage1_more")
+    ac = C.ddpm_alphas_cumprod()
+    run = 0.0
+    while step < steps:
+        if stop_at is not None and step >= stop_at:
+            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
+            break
+        if _over_budget(t_start, elapsed0, budget_s):
+            log.write(step, note="stopped by wall-clock budget")
+            break
+        C.set_lr(opt, C.lr_at(step, lr, 20, steps))
+        x, w, caps, _ = C.world_clips_masks(rng, batch, 16, 64, (0, 400))
+        caps, _ = C.drop_captions(rng, caps, p_uncond)
+        z0 = encode(vae, x, sample=False)
+        t = torch.randint(0, 1000, (batch,))
+        noise = torch.randn_like(z0)
+        a = ac[t].view(-1, 1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        with torch.no_grad():
+            ctx = text(C.token_ids(caps))
+        eps = unet(zt, t.float(), ctx)
+        loss = C.weighted_mse(eps, noise, w)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema_u.update(unet, step)
+        step += 1
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 20 == 0 or step == 1:
+            log.write(step, loss=loss.item(), loss_avg=run, lr=opt.param_groups[0]["lr"])
+        if step % ckpt_every == 0:
+            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    torch.save({"unet_stage1": ema_u.state_dict()}, final)
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+def train_stage2(out: str, steps: int = 1400, budget_s: float = 1620, seed: int = 3, batch: int = 4,
+                 lr: float = 3e-4, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
+    """Stage2UNet (base UNet initialised from the trained stage-1 UNet, CAM copied from it as ControlNet.from_unet)
+    + APMImageEncoder, on window pairs of long clips: window = frames s..s+15 (s in [8, 320]), CAM conditioning =
+    its first 8 frames (pixels; half of the time passed through the VAE to look like generated frames), anchor =
+    frame 0 of the clip. Context = 77 text tokens (frozen stage-1 text encoder) + 16 APM tokens. CFG dropout:
+    10 % caption and anchor together (the pipeline's unconditional half), 5 % each alone."""
+    final = _finish_path(out, "stage2")
+    if os.path.exists(final):
+        return
+    rng = C.seed_all(seed)
+    vae = load_vae(out)
+    net = get_config(C.NET_CONFIG)
+    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
+    text = build_aux_model("clip_text", C.NET_CONFIG)
+    text.load_state_dict(s1["text_encoder"])
+    text.eval().requires_grad_(False)
+    model = Stage2UNet(net)
+    missing, unexpected = model.base_model.load_state_dict(s1["unet_stage1"], strict=False)
+    assert not unexpected, unexpected
+    model.cam.copy_from_unet(model.base_model)
+    apm = APMImageEncoder(net.clip, net.resampler)
+    params = list(model.parameters()) + list(apm.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema_m, ema_a = C.EMA(model, 0.995), C.EMA(apm, 0.995)
+    mods = {"model": model, "apm": apm, "ema_model": C.ema_module(ema_m), "ema_apm": C.ema_module(ema_a)}
+    ck = os.path.join(out, "ckpt_stage2.pt")
+    step, extra = C.load_checkpoint(ck, mods, opt, rng)
+    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage2")
+    if step == 0:
+        log.write(0, note=f"base UNet from stage 1; {len(missing)} new tensors (CAM mergers, APM mixers)")
+    ac = C.ddpm_alphas_cumprod()
+    run = 0.0
+    while step < steps:
+        if stop_at is not None and step >= stop_at:
+            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
+            break
+        if _over_budget(t_start, elapsed0, budget_s):
+            log.write(step, note="stopped by wall-clock budget")
+            break
+        C.set_lr(opt, C.lr_at(step, lr, 30, steps))
+        x, w, caps, anchor = C.world_clips_masks(rng, batch, 16, 64, (8, 320), anchor=True)
+        cond = x[:, :, :8].clone()
+        with torch.no_grad():
+            rt = rng.random(batch) < 0.5
+            if rt.any():
+                idx = torch.from_numpy(np.nonzero(rt)[0])
+                cond[idx] = vae.video_decoder()(encode(vae, cond[idx])).clamp(-1, 1)
+        u = rng.random(batch)
+        drop_both = u < 0.10
+        drop_cap = drop_both | ((u >= 0.10) & (u < 0.15))
+        drop_anchor = drop_both | ((u >= 0.15) & (u < 0.20))
+        caps = [("" if d else c) for c, d in zip(caps, drop_cap)]
+        anchor[torch.from_numpy(drop_anchor)] = 0.0
+        z0 = encode(vae, x, sample=False)
+        t = torch.randint(0, 1000, (batch,))
+        noise = torch.randn_like(z0)
+        a = ac[t].view(-1, 1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        with torch.no_grad():
+            ctx_t = text(C.token_ids(caps))
+        ctx = torch.cat([ctx_t, apm(anchor)], 1)
+        eps = model(zt, t.float(), ctx, cond)
+        loss = C.weighted_mse(eps, noise, w)
+        loss_new = F.mse_loss(eps[:, :, 8:], noise[:, :, 8:]).item()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_m.update(model, step)
+        ema_a.update(apm, step)
+        step += 1
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 20 == 0 or step == 1:
+            log.write(step, loss=loss.item(), loss_avg=run, loss_new_frames=loss_new, lr=opt.param_groups[0]["lr"])
+        if step % ckpt_every == 0:
+            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    torch.save({"unet_stage2": ema_m.state_dict(), "apm_image_encoder": ema_a.state_dict()}, final)
+
+
+# ------------------------------------------------------------------------------------------------ stage 3
+def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int = 4, batch: int = 4,
+                   frames: int = 4, lr: float = 5e-4, p_uncond: float = 0.1, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
+    """Vid2VidUNet + its tiny OpenCLIP text encoder as a 2x SDEdit enhancer: latents of bicubic-upsampled 64x64
+    renders are noised to t in [0, 640) on the logsnr_cosine_interp schedule and the v-parameterised model is
+    trained so that its x0 estimate (alpha·x_t - sigma·v) is the latent of the true 128x128 render. Prompts get the
+    pipeline's ', ' suffix and pad id 0 (open_clip)."""
+    final = _finish_path(out, "enhancer")
+    if os.path.exists(final):
+        return
+    rng = C.seed_all(seed)
+    vae = load_vae(out)
+    text = build_aux_model("openclip_text", C.NET_CONFIG)
+    unet = build_aux_model("vid2vid_unet", C.NET_CONFIG)
+    params = list(text.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema_u, ema_t = C.EMA(unet, 0.995), C.EMA(text, 0.995)
+    mods = {"unet": unet, "text": text, "ema_unet": C.ema_module(ema_u), "ema_text": C.ema_module(ema_t)}
+    ck = os.path.join(out, "ckpt_enhancer.pt")
+    step, extra = C.load_checkpoint(ck, mods, opt, rng)
+    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "enhancer")
+    alphas, sigmas = C.logsnr_cosine_interp()
+    run = 0.0
+    while step < steps:
+        if stop_at is not None and step >= stop_at:
+            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
+            break
+        if _over_budget(t_start, elapsed0, budget_s):
+            log.write(step, note="stopped by wall-clock budget")
+            break
+        C.set_lr(opt, C.lr_at(step, lr, 30, steps))
+        scenes, starts = [], []
+        for _ in range(batch):
+            scenes.append(C.world.sample_scene(rng))
+            starts.append(int(rng.integers(0, 400)))
+        lo = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 64) for s, t0 in zip(scenes, starts)]))
+        hi = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 128) for s, t0 in zip(scenes, starts)]))
+        lo, hi = lo.permute(0, 2, 1, 3, 4).contiguous(), hi.permute(0, 2, 1, 3, 4).contiguous()
+        caps = [C.world.caption(s) + ", " for s in scenes]
+        caps, _ = C.drop_captions(rng, caps, p_uncond)
+        z_in = encode(vae, C.upsample2x(lo))
+        z_tgt = encode(vae, hi, sample=False)
+        t = torch.randint(0, 640, (batch,))
+        a, s = alphas[t].view(-1, 1, 1, 1, 1), sigmas[t].view(-1, 1, 1, 1, 1)
+        xt = a * z_in + s * torch.randn_like(z_in)
+        v = unet(xt, t.float(), text(C.token_ids(caps, pad_id=0)))
+        x0 = a * xt - s * v
+        loss = F.mse_loss(x0, z_tgt)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_u.update(unet, step)
+        ema_t.update(text, step)
+        step += 1
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 20 == 0 or step == 1:
+            base = F.mse_loss(z_in, z_tgt).item()
+            log.write(step, loss=loss.item(), loss_avg=run, identity_mse=base, lr=opt.param_groups[0]["lr"])
+        if step % ckpt_every == 0:
+            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    torch.save({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
+
+
+def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
+    """{role: state_dict} for ``python3 -m models.export --weights``; the one trained VAE serves both VAE roles."""
+    vae = load_vae(out)
+    enc, dec = vae.video_encoder().state_dict(), vae.video_decoder().state_dict()
+    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
+    s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
+    weights = {"vae_encoder": enc, "vae_decoder": dec, "enhancer_vae_encoder": enc, "enhancer_vae_decoder": dec,
+               **s1, **s2}
+    if os.path.exists(_finish_path(out, "stage1_more")):
+        weights.update(torch.load(_finish_path(out, "stage1_more"), map_location="cpu"))
+    if os.path.exists(_finish_path(out, "enhancer")):
+        weights.update(torch.load(_finish_path(out, "enhancer"), map_location="cpu"))
+    return weights
