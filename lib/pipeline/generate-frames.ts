@@ -8,6 +8,7 @@
  * in `finally`, so `break`, abort and errors all clean up.
  * @module
  */
+import { OutOfMemoryError, hasErrorCode } from '../errors.js';
 import { Generator, Tensor, TensorScope } from '../tensor.js';
 import { createLogSnrCosineInterpSchedule, sdeditSigmas } from '../schedulers/logsnr-cosine.js';
 import { sampleDpmpp2mSde } from '../schedulers/dpmpp-2m-sde.js';
@@ -60,6 +61,8 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
   // Preview frames are kept (uint8 on the CPU) only when stage 3 needs them and no state dir holds them.
   const keepPreview = o.enhance !== false && store === undefined ? new Uint8Array(o.numFrames * frameBytes) : undefined;
   let framesDone = 0;
+  // Where the run is, so that an out-of-memory error can say which stage and window failed.
+  const where: { stage: 'stage1' | 'stage2' | 'stage3'; window: number } = { stage: 'stage1', window: 0 };
 
   const emitPreview = function* (rgb: Uint8Array, count: number): IterableIterator<GeneratedFrame> {
     for (const data of splitFrames(rgb, count, frameBytes)) {
@@ -122,6 +125,8 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     const context = scope.track(await stage2Context(text, longTerm.uncondTokens, longTerm.condTokens));
     for (let k = nextWindow; k <= plan.windows; k++) {
       signal?.throwIfAborted();
+      where.stage = 'stage2';
+      where.window = k;
       const segment = plan.segments[k]!;
       const window = await runStage2Window(models, {
         context,
@@ -155,6 +160,8 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
 
     // ---- stage 3: enhancement ----
     if (o.enhance === false) return;
+    where.stage = 'stage3';
+    where.window = 0;
     yield* enhance(models, o, {
       frames: o.numFrames,
       width,
@@ -163,6 +170,17 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
         keepPreview !== undefined ? keepPreview.subarray(from * frameBytes, (from + count) * frameBytes) : store!.readPreview(from, count, width, height),
       seeds,
       progress,
+    });
+  } catch (error) {
+    if (!hasErrorCode(error, 'ERR_OUT_OF_MEMORY')) throw error;
+    // Stage 3 runs over the whole video at once: it reports window 0.
+    const saved = store === undefined ? '' : '; the state directory keeps every window saved so far: rerun with the same stateDir to resume';
+    throw new OutOfMemoryError(`Out of memory on ${device} in ${where.stage} window ${where.window} (${framesDone} preview frames done${saved}): ${error.message}`, {
+      cause: error,
+      device,
+      stage: where.stage,
+      window: where.window,
+      ...(error.nativeCall === undefined ? {} : { nativeCall: error.nativeCall }),
     });
   } finally {
     shortTerm.dispose();
