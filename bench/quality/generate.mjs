@@ -5,7 +5,7 @@
 //
 //   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
 //       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 20] [--steps2 20]
-//       [--seed 33] [--threads 1] [--enhance] [--overlap 8]
+//       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0]  (prompts from..limit-1)
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,7 @@ const frames = Number(arg('frames', 240));
 const dir = join(out, tag);
 mkdirSync(dir, { recursive: true });
 
-for (let i = 0; i < Math.min(limit, prompts.length); i++) {
+for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
   const prompt = prompts[i];
   const t0 = Date.now();
   const files = {};
