@@ -20,8 +20,8 @@ import { InvalidArgumentError } from '../errors.js';
 import { readManifest } from '../models/manifest.js';
 import { FanoutSink, Mp4Sink, PngSequenceSink, locateFfmpeg, type FrameSink } from '../video/index.js';
 import { defaultModelDir, stageDefaults } from './model-adapter.js';
-import { checkKeys, invalid, numberOption, resolveGenerateOptions, type GenerateOptions } from './options.js';
-import { StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline.js';
+import { RUN_OPTION_KEYS, checkKeys, invalid, numberOption, resolveGenerateOptions, type GenerateOptions } from './options.js';
+import { LOAD_OPTION_KEYS, StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline.js';
 import type { FrameStage, GeneratedFrame } from './types.js';
 
 /** Options of {@link generateLongVideo}: the run, the model, and where the frames go. */
@@ -58,8 +58,8 @@ export interface LongVideoResult {
 }
 
 const OUTPUT_KEYS = ['output', 'previewOutput', 'pngDir', 'onFrame', 'fps', 'ffmpegPath', 'pipeline'];
-const LOAD_KEYS = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
-const RUN_KEYS = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress'];
+const LOAD_KEYS = LOAD_OPTION_KEYS;
+const RUN_KEYS = RUN_OPTION_KEYS;
 
 function split(options: LongVideoOptions): { run: GenerateOptions; load: PipelineLoadOptions } {
   const run: Record<string, unknown> = {};

@@ -95,7 +95,8 @@ export interface ResolvedGenerateOptions {
   modelKey: string;
 }
 
-const TOP_KEYS = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress'];
+/** The keys of {@link GenerateOptions} (also used by generateLongVideo to split its options). @internal */
+export const RUN_OPTION_KEYS: readonly string[] = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress'];
 const ENHANCE_KEYS = ['steps', 'guidance', 'rescale', 'noiseLevel', 'chunkFrames', 'overlapFrames', 'layout', 'negativePrompt', 'positiveSuffix', 'encodeBatch', 'decodeBatch'];
 
 /** Maximum prompt length accepted (characters); the tokenizer keeps 75 tokens anyway. */
@@ -211,7 +212,7 @@ function checkEnhanceSchedule(d: StageDefaults, e: Record<string, unknown>): { n
 /** Applies defaults from the manifest and validates everything. */
 export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults, modelKey: string): ResolvedGenerateOptions {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) invalid('an options object', 'options', input);
-  checkKeys(input, TOP_KEYS, '');
+  checkKeys(input, RUN_OPTION_KEYS, '');
   if (typeof input.prompt !== 'string' || input.prompt.trim().length === 0) invalid('a non-empty string', 'prompt', input.prompt);
   const prompt = stringOption(input.prompt, 'prompt', '');
   const negativePrompt = stringOption(input.negativePrompt, 'negativePrompt', '');

@@ -48,7 +48,8 @@ function boolOption(value: unknown, option: string, fallback: boolean): boolean 
   return value;
 }
 
-const LOAD_KEYS = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
+/** The keys of {@link PipelineLoadOptions}. @internal */
+export const LOAD_OPTION_KEYS: readonly string[] = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
 
 /** Resolves 'auto' and validates a device string. */
 export function resolveDevice(device: string | undefined): string {
@@ -81,7 +82,7 @@ export class StreamingT2VPipeline implements AsyncDisposable {
   /** Loads (and validates) a model directory. */
   static async load(options: PipelineLoadOptions = {}): Promise<StreamingT2VPipeline> {
     if (options === null || typeof options !== 'object') invalid('an options object', 'options', options);
-    checkKeys(options, LOAD_KEYS, '');
+    checkKeys(options, LOAD_OPTION_KEYS, '');
     const device = resolveDevice(options.device);
     if (options.threads !== undefined) setNumThreads(intOption(options.threads, 'threads', 1, 1, 1024));
     const limit = intOption(options.maxConcurrentRuns, 'maxConcurrentRuns', 1, 1, 64);
