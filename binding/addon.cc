@@ -58,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     threads_set = true;
     DefaultThreads();
   }
+  InstallCpuMemoryAccounting();  // before this addon makes its first tensor
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by N-API when the environment goes away
   Napi::Function tensor = NativeTensor::Init(env);
@@ -71,6 +72,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeGenerator", generator);
   RegisterTensorOps(env, exports);
   RegisterDeviceFunctions(env, exports);
+  RegisterCpuMemoryFunctions(env, exports);
   NativeModule::RegisterLoad(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   // process.exit() does not run environment cleanup hooks, and C++ static destructors (libtorch,

@@ -77,6 +77,18 @@ export interface NativeMemoryStats {
   peakReserved: number;
 }
 
+/** CPU tensor memory as counted by the addon's CPU allocator (binding/cpu_memory.cc), bytes. */
+export interface NativeCpuMemoryStats {
+  allocated: number;
+  peakAllocated: number;
+  /** 0 = no limit. */
+  limit: number;
+  /** Allocations refused because of the limit, since the process started. */
+  refused: number;
+  /** False only if the accounting allocator could not be installed. */
+  accounting: boolean;
+}
+
 /** libtorch version and build information. */
 export interface NativeVersionInfo {
   torch: string;
@@ -130,6 +142,9 @@ export interface NativeBinding {
   liveTensorCount(): number;
   pendingTasks(): number;
   memoryStats(device?: string): Promise<NativeMemoryStats>;
+  cpuMemoryStats(): NativeCpuMemoryStats;
+  resetCpuPeak(): void;
+  setCpuMemoryLimit(bytes: number): void;
   resetPeakMemory(device?: string): Promise<void>;
   synchronize(device?: string): Promise<void>;
   emptyCache(device?: string): Promise<void>;

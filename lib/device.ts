@@ -8,11 +8,12 @@
  * setNumThreads(2);
  * ```
  */
-import { binding, type NativeMemoryStats, type NativeVersionInfo } from './binding.js';
+import { binding, type NativeCpuMemoryStats, type NativeMemoryStats, type NativeVersionInfo } from './binding.js';
 import { callNative, callNativeSync } from './errors.js';
 
 export type MemoryStats = NativeMemoryStats;
 export type TorchInfo = NativeVersionInfo;
+export type CpuMemoryStats = NativeCpuMemoryStats;
 
 /** True when libtorch was built with CUDA and a device is visible. */
 export function cudaAvailable(): boolean {
@@ -70,6 +71,41 @@ export function synchronize(device = 'cuda:0'): Promise<void> {
 /** Returns cached, unused GPU memory to the driver. */
 export function emptyCache(device = 'cuda:0'): Promise<void> {
   return callNative(() => binding().emptyCache(device));
+}
+/**
+ * Memory held by CPU tensors (bytes), counted by the addon's CPU allocator: `allocated` now,
+ * `peakAllocated` since the last {@link resetCpuPeakMemory}, the `limit` (0 = none) and how many
+ * allocations it `refused`. Covers every CPU tensor libtorch allocates in this process (weights,
+ * activations, our tensors), not the rest of the heap (so it is below RSS).
+ *
+ * @example
+ * ```ts
+ * resetCpuPeakMemory();
+ * await generateLongVideo({ prompt, numFrames: 240, output: 'out.mp4' });
+ * console.log(cpuMemoryStats().peakAllocated / 2 ** 20, 'MiB');
+ * ```
+ */
+export function cpuMemoryStats(): CpuMemoryStats {
+  return binding().cpuMemoryStats();
+}
+/** Sets {@link cpuMemoryStats}' `peakAllocated` to the current `allocated`. */
+export function resetCpuPeakMemory(): void {
+  binding().resetCpuPeak();
+}
+/**
+ * Caps the memory of all CPU tensors in this process at `bytes` (`0` or `null`: no cap, the
+ * default). An allocation that would pass it fails at once with `OutOfMemoryError`
+ * (code `ERR_OUT_OF_MEMORY`) instead of the machine swapping or the process being killed; a
+ * generation stops with the stage and window named and can be resumed. Allocations already made
+ * are not affected. Process-wide, like the memory it guards.
+ *
+ * @example
+ * ```ts
+ * setCpuMemoryLimit(8 * 2 ** 30); // 8 GiB of tensors at most
+ * ```
+ */
+export function setCpuMemoryLimit(bytes: number | null): void {
+  callNativeSync(() => binding().setCpuMemoryLimit(bytes ?? 0));
 }
 /** Native work submitted and not yet settled (all devices). */
 export function pendingNativeTasks(): number {

@@ -102,7 +102,8 @@ def _check_component(spec, eager: torch.nn.Module, loaded: torch.jit.ScriptModul
 def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamingt2v_ckpt: Optional[str] = None,
                      modelscope_dir: Optional[str] = None, vid2vid_dir: Optional[str] = None,
                      dtype: str = "fp32", device: str = "cpu", verify: bool = True, allow_new_ops: bool = False,
-                     weights_file: Optional[str] = None, log=print) -> dict:
+                     weights_file: Optional[str] = None, log=print, name: Optional[str] = None,
+                     defaults_override: Optional[dict] = None, prediction_type: Optional[str] = None) -> dict:
     """Write the model directory ``out_dir`` and return its manifest (see module docstring).
 
     Weights: random (``seed``), or ``weights_file`` (``{role: state_dict}``, our module names, strict), or the
@@ -164,7 +165,7 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
     manifest = {
         "format": mf.FORMAT,
         "format_version": mf.FORMAT_VERSION,
-        "name": config,
+        "name": name or config,
         "created_by": {"tool": "python3 -m models.export", "torch": torch.__version__, "config": config,
                        "weights": "official" if official else (f"given ({os.path.basename(weights_file)})"
                                                                if weights_file else f"random (seed {seed})")},
@@ -172,14 +173,19 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
         # stages 1-2: ModelScope CLIPTokenizer, pad = its pad_token; stage 3: open_clip.tokenize, pads with 0
         "tokenizers": {"text_encoder": dict(tokenizer_entry, pad_id=tok.pad_id),
                        "enhancer_text_encoder": dict(tokenizer_entry, pad_id=0)},
-        "schedulers": mf.schedulers(_ddim_config(modelscope_dir)),
-        "defaults": mf.defaults(config, size12, size3, canvas),
+        "schedulers": mf.schedulers(_ddim_config(modelscope_dir), prediction_type),
+        "defaults": mf.merge_defaults(mf.defaults(config, size12, size3, canvas), defaults_override or {}),
         "sources": mf.FULL_SOURCES if official else mf.tiny_sources(seed, weights_file),
         "files": mf.file_table(out_dir, [c["file"] for c in components] + tok_files),
     }
     mf.write_manifest(out_dir, manifest)
     log(f"wrote {os.path.join(out_dir, mf.MANIFEST_NAME)}")
     return manifest
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _reexec_with_fixed_hash_seed(argv: List[str]) -> None:
@@ -204,6 +210,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="device for the export checks (cpu, cuda, cuda:N)")
     parser.add_argument("--no-verify", action="store_true", help="skip the eager-vs-TorchScript forward checks")
     parser.add_argument("--allow-new-ops", action="store_true", help="do not fail on ops missing in libtorch 1.13")
+    parser.add_argument("--name", help="model name in the manifest (default: the config name)")
+    parser.add_argument("--defaults", help="JSON file deep-merged into the manifest's pipeline defaults (e.g. the "
+                        "steps and guidance a trained tiny model was tuned with)")
+    parser.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"],
+                        help="what the stage-1/2 UNets predict (default: the checkpoint's, epsilon for ModelScope)")
     parser.add_argument("--write-op-list", action="store_true", help="write models/libtorch_1_13_ops.txt and exit")
     args = parser.parse_args(argv)
     if argv is None:
@@ -216,7 +227,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         export_directory(args.out, args.config, args.seed, args.streamingt2v_ckpt, args.modelscope_dir,
                          args.vid2vid_dir, args.dtype, args.device, not args.no_verify, args.allow_new_ops,
-                         weights_file=args.weights)
+                         weights_file=args.weights, name=args.name,
+                         defaults_override=_read_json(args.defaults) if args.defaults else None,
+                         prediction_type=args.prediction_type)
     except (ExportError, FileNotFoundError, RuntimeError) as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1

@@ -114,10 +114,24 @@ def defaults(name: str, stage12_size: int, stage3_size: int, stage3_canvas: Sequ
     }
 
 
-def schedulers(ddim_config: Mapping = MODELSCOPE_DDIM_CONFIG) -> dict:
-    """Per-stage scheduler configs as read by ``lib/schedulers/config.ts`` (diffusers objects, snake_case)."""
-    return {"stage1": {"type": "dpm_solver_multistep", "config": dict(ddim_config)},
-            "stage2": {"type": "ddim", "config": dict(ddim_config)},
+def merge_defaults(base: dict, override: Mapping) -> dict:
+    """``base`` with ``override`` deep-merged in; keys that ``base`` lacks are rejected (typos would be ignored
+    by the pipeline otherwise)."""
+    out = dict(base)
+    for k, v in override.items():
+        if k not in base:
+            raise ValueError(f"unknown defaults key {k!r}; expected one of {sorted(base)}")
+        out[k] = merge_defaults(base[k], v) if isinstance(v, Mapping) and isinstance(base[k], dict) else v
+    return out
+
+
+def schedulers(ddim_config: Mapping = MODELSCOPE_DDIM_CONFIG, prediction_type: Optional[str] = None) -> dict:
+    """Per-stage scheduler configs as read by ``lib/schedulers/config.ts`` (diffusers objects, snake_case).
+    ``prediction_type`` overrides what the stage-1/2 UNets predict (ModelScope: epsilon; the trained tiny default
+    model: v_prediction)."""
+    cfg = dict(ddim_config, **({"prediction_type": prediction_type} if prediction_type else {}))
+    return {"stage1": {"type": "dpm_solver_multistep", "config": dict(cfg)},
+            "stage2": {"type": "ddim", "config": dict(cfg)},
             "stage3": {"type": "logsnr_cosine_interp", "config": dict(VID2VID_SCHEDULE_CONFIG)}}
 
 

@@ -96,8 +96,26 @@ def caption(s: Scene) -> str:
     return f"{article} {s.colour} {s.shape} {s.motion}{speed} {where} on {s.bg_words}"
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
-    """A random scene; all randomness comes from ``rng``."""
+#: The "core" world the embedded default model is trained on: the same grammar, fewer and easier choices
+#: (upright shapes that are readable at 64x64 / an 8x8 latent, straight motion, plain or gradient backgrounds,
+#: no camera pan) so that a CPU-hour of training reaches it. Prompts outside it still parse and render.
+CORE = {
+    "colours": ("red", "green", "blue", "yellow", "white", "purple"),
+    "bg_colours": ("black", "gray", "blue", "green", "pink", "cyan"),
+    "shapes": ("circle", "square", "triangle"),
+    "motions": ("moving",),
+    "patterns": ("plain", "plain", "gradient"),
+    "size": (12.0, 15.0),
+}
+WORLDS = ("full", "core")
+
+
+def sample_scene(rng: np.random.Generator, kind: str = "full") -> Scene:
+    """A random scene of world ``kind`` ('full' or 'core', see ``CORE``); all randomness comes from ``rng``."""
+    if kind == "core":
+        return _sample_core(rng)
+    if kind != "full":
+        raise ValueError(f"unknown world {kind!r}; expected one of {WORLDS}")
     colour = OBJECT_COLOURS[rng.integers(len(OBJECT_COLOURS))]
     background = (PATTERNS + NATURAL)[rng.integers(len(PATTERNS) + len(NATURAL))]
     bg_choices = [c for c in BACKGROUND_COLOURS if c != colour]
@@ -116,6 +134,26 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         spin=float(rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.16)),
         speed_wobble=(float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * math.pi))), pan=pan,
         texture=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, size=6)))
+
+
+def _sample_core(rng: np.random.Generator) -> Scene:
+    colour = CORE["colours"][rng.integers(len(CORE["colours"]))]
+    bgs = [c for c in CORE["bg_colours"] if c != colour]
+    return Scene(
+        colour=colour, shape=CORE["shapes"][rng.integers(len(CORE["shapes"]))], motion="moving",
+        direction=DIRECTIONS[rng.integers(len(DIRECTIONS))], speed=SPEEDS[rng.integers(len(SPEEDS))],
+        background=CORE["patterns"][rng.integers(len(CORE["patterns"]))], bg_colour=bgs[rng.integers(len(bgs))],
+        size=float(rng.uniform(*CORE["size"])), x0=float(rng.uniform(0, UNITS)), y0=float(rng.uniform(0, UNITS)),
+        angle0=0.0, spin=0.0, speed_wobble=(float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * math.pi))),
+        pan=(0.0, 0.0), texture=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, size=6)))
+
+
+def in_core(text: str) -> bool:
+    """Whether a prompt only uses choices of the core world (what the embedded default model was trained on)."""
+    a = parse_caption(text)
+    return (a.get("colour") in CORE["colours"] and a.get("shape") in CORE["shapes"]
+            and a.get("motion", "moving") in CORE["motions"] and a.get("background", "plain") in CORE["patterns"]
+            and a.get("bg_colour", "black") in CORE["bg_colours"] and "direction" in a)
 
 
 def parse_caption(text: str) -> Dict[str, str]:
@@ -149,9 +187,9 @@ def parse_caption(text: str) -> Dict[str, str]:
     return out
 
 
-def scene_from_caption(text: str, rng: np.random.Generator) -> Scene:
-    """A random scene consistent with ``text`` (for references in benchmarks)."""
-    s = sample_scene(rng)
+def scene_from_caption(text: str, rng: np.random.Generator, kind: str = "full") -> Scene:
+    """A random scene of world ``kind`` made consistent with ``text`` (for references in benchmarks)."""
+    s = sample_scene(rng, kind)
     a = parse_caption(text)
     kw = {k: a[k] for k in ("colour", "shape", "motion", "direction", "bg_colour") if k in a}
     kw["speed"] = a.get("speed", "")
@@ -283,9 +321,9 @@ def write_png(path: str, rgb: np.ndarray) -> None:
                 + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
-def sample_captions(n: int, seed: int = 0) -> List[str]:
+def sample_captions(n: int, seed: int = 0, kind: str = "full") -> List[str]:
     rng = np.random.default_rng(seed)
-    return [caption(sample_scene(rng)) for _ in range(n)]
+    return [caption(sample_scene(rng, kind)) for _ in range(n)]
 
 
 def main() -> None:
@@ -296,11 +334,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=6)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--stride", type=int, default=8)
+    ap.add_argument("--world", choices=WORLDS, default="full")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     rows = []
     for _ in range(args.rows):
-        s = sample_scene(rng)
+        s = sample_scene(rng, args.world)
         print(caption(s))
         v = render(s, 0, args.frames, 64, args.stride)
         rows.append(np.concatenate(list(v.transpose(0, 2, 3, 1)), axis=1))

@@ -4,7 +4,7 @@
 // Step 2 is metrics.py. See bench/quality/README.md.
 //
 //   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
-//       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 20] [--steps2 20]
+//       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 N] [--steps2 N]
 //       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0]  (prompts from..limit-1)
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -35,11 +35,13 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
   const files = {};
   const counts = { preview: 0, final: 0 };
   const sizes = {};
-  const enhance = flag('enhance') ? { overlapFrames: Number(arg('overlap', 8)), steps: Number(arg('steps3', 30)) } : false;
+  const enhance = flag('enhance') ? { overlapFrames: Number(arg('overlap', 8)), ...(arg('steps3') ? { steps: Number(arg('steps3')) } : {}) } : false;
   for await (const f of streamLongVideo({
     prompt, numFrames: frames, modelDir: model, seed: Number(arg('seed', 33)), threads: Number(arg('threads', 1)),
     device: 'cpu', enhance,
-    stage1: { steps: Number(arg('steps1', 20)) }, stage2: { steps: Number(arg('steps2', 20)) },
+    // steps and guidance: the model's manifest defaults unless given
+    ...(arg('steps1') ? { stage1: { steps: Number(arg('steps1')) } } : {}),
+    ...(arg('steps2') ? { stage2: { steps: Number(arg('steps2')) } } : {}),
   })) {
     const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
     files[f.stage] ??= openSync(join(dir, name), 'w');

@@ -127,8 +127,17 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def shape_of(mask: np.ndarray) -> Optional[str]:
-    """Classify one object mask (None if too small or touching the border)."""
+    """Classify one object mask (None if too small or touching the border).
+
+    A star is recognised by its 5-fold angular harmonic; otherwise by how much of its bounding box the shape
+    fills (upright square 1.0, circle pi/4 = 0.79, triangle 0.5 - the world draws non-spinning shapes upright):
+    fill >= 0.9 square, >= 0.65 circle, else triangle. A rotated square (spinning) is told apart from a circle
+    by its 4-fold harmonic."""
     h, w = mask.shape
+    if mask.sum() < 12:
+        return None
+    ys, xs = np.nonzero(mask)       # the world wraps: roll the object to the centre before measuring it
+    mask = np.roll(mask, (int(h / 2 - circular_mean(ys + 0.5, h)), int(w / 2 - circular_mean(xs + 0.5, w))), (0, 1))
     m = largest_component(mask)
     if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
         return None
@@ -143,11 +152,14 @@ def shape_of(mask: np.ndarray) -> Optional[str]:
     if (prof == 0).any():
         return None
     f = np.abs(np.fft.rfft(prof)) / (prof.mean() * bins)
-    harm = {3: f[3], 4: f[4], 5: f[5]}
-    k = max(harm, key=harm.get)
-    if harm[k] < 0.04:
-        return "circle"
-    return {3: "triangle", 4: "square", 5: "star"}[k]
+    if f[5] > 0.06 and f[5] > max(f[3], f[4]):
+        return "star"
+    fill = m.sum() / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+    if fill >= 0.9:
+        return "square"
+    if fill >= 0.65:
+        return "square" if f[4] > 0.06 and f[4] > f[3] else "circle"
+    return "triangle"
 
 
 def circular_mean(coords: np.ndarray, size: int) -> float:
@@ -184,6 +196,20 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
             steps.append((dx * 64 / w, dy * 64 / h))
     st = np.array(steps) if steps else np.zeros((0, 2))
     v = st.mean(0) if len(st) else np.zeros(2)
+    # stagnation per window: mean grey-level change of each 8-frame window (the stage-2 step), and the windows
+    # whose object track moves less than 0.1 px/frame
+    win = [fd[i:i + 8].mean() for i in range(0, len(fd), 8) if len(fd[i:i + 8])]
+    track = np.array([c if c is not None else (np.nan, np.nan) for c in cents], dtype=np.float64)
+    still = 0
+    for i in range(0, t - 1, 8):
+        seg = track[i:i + 9]
+        ok = ~np.isnan(seg[:, 0])
+        if ok.sum() >= 2:
+            d = np.diff(seg[ok], axis=0)
+            d = (d + np.array([w / 2, h / 2])) % np.array([w, h]) - np.array([w / 2, h / 2])
+            still += int(np.hypot(d[:, 0], d[:, 1]).mean() * 64 / w < 0.1)
+        else:
+            still += 1
     if np.abs(v).max() < 0.05:
         direction = "none"
     elif abs(v[0]) >= abs(v[1]):
@@ -206,7 +232,8 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
         "frames": t, "cuts": len(cuts), "cut_frames": cuts, "motion": float(fd.mean()),
-        "frozen": float((fd < 0.5).mean()), "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
+        "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
+        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
         "colour_ok": float(detected_colour == a.get("colour")), "shape_ok": float(detected_shape == a.get("shape")),
@@ -219,12 +246,18 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
     return raw.reshape(-1, height, width, 3)
 
 
-KEYS = ["cuts", "motion", "frozen", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
+ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
+KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
         "shape_ok", "dir_ok"]
 
 
 def summarize(rows: List[Dict]) -> Dict[str, float]:
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in KEYS} | {"n": len(rows)}
+    """Means over videos; ``adherence`` = fraction of (video, attribute) pairs right over colour, shape, direction;
+    ``all_ok`` = fraction of videos with all three right."""
+    out = {k: float(np.nanmean([r[k] for r in rows])) for k in KEYS} | {"n": len(rows)}
+    out["adherence"] = float(np.mean([r[k] for r in rows for k in ADHERENCE]))
+    out["all_ok"] = float(np.mean([all(r[k] for k in ADHERENCE) for r in rows]))
+    return out
 
 
 def main() -> int:
@@ -250,18 +283,19 @@ def main() -> int:
         prompts = [p.strip() for p in open(os.path.join(os.path.dirname(__file__), "prompts.txt"))
                    if p.strip() and not p.startswith("#")][:args.reference]
         for i, p in enumerate(prompts):
-            s = world.scene_from_caption(p, np.random.default_rng(i))
+            s = world.scene_from_caption(p, np.random.default_rng(i), "core" if world.in_core(p) else "full")
             v = ((world.render(s, 0, args.frames, 64).transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255)
             r = analyse(v.astype(np.uint8), p)
             r["prompt"] = p
             results.setdefault("world (true renders)", []).append(r)
-    print("| run | n | " + " | ".join(KEYS) + " |")
-    print("|---|---|" + "---|" * len(KEYS))
+    cols = KEYS + ["adherence", "all_ok"]
+    print("| run | n | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
     summary = {}
     for tag, rows in results.items():
         s = summarize(rows)
         summary[tag] = s
-        print(f"| {tag} | {s['n']} | " + " | ".join(f"{s[k]:.3g}" for k in KEYS) + " |")
+        print(f"| {tag} | {s['n']} | " + " | ".join(f"{s[k]:.3g}" for k in cols) + " |")
     for tag, rows in results.items():
         for r in rows:
             print(f"  {tag}: {r['prompt']!r} detected={r['detected']} cuts={r['cut_frames']}")

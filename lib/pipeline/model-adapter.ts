@@ -27,15 +27,21 @@ export interface LoadedModels extends PipelineModels {
   dispose(): void;
 }
 
-/** The model directory shipped inside the package (`models/tiny` until a trained default exists). */
+/**
+ * The model directory used when no `modelDir` is given: `models/default`, the tiny model trained on the
+ * synthetic world (models/train/README.md), shipped in the package. In a development checkout without it
+ * (it is built by `models.train`), `models/tiny` (same architecture, random weights) stands in.
+ */
 export function defaultModelDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'models', 'tiny', 'manifest.json');
-    if (existsSync(candidate)) return dirname(candidate);
+    for (const name of ['default', 'tiny']) {
+      const candidate = join(dir, 'models', name, 'manifest.json');
+      if (existsSync(candidate)) return dirname(candidate);
+    }
     dir = dirname(dir);
   }
-  throw new InvalidArgumentError('Expected the embedded model directory models/tiny in the package but it is missing; pass `modelDir`');
+  throw new InvalidArgumentError('Expected the embedded model directory models/default in the package but it is missing; pass `modelDir`');
 }
 
 /** The manifest defaults in the stages' terms. */

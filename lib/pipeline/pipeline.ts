@@ -26,7 +26,7 @@ import type { GeneratedFrame } from './types.js';
 
 /** Options of {@link StreamingT2VPipeline.load}. */
 export interface PipelineLoadOptions {
-  /** Model directory (holding manifest.json). Default: the model embedded in the package (`models/tiny`). */
+  /** Model directory (holding manifest.json). Default: the model embedded in the package (`models/default`, see `defaultModelDir()`). */
   modelDir?: string;
   /** 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. Default 'auto'. */
   device?: string;

@@ -1,16 +1,17 @@
-"""Train every component of the embedded default model, in order, then write ``<out>/weights.pt``
-({role: state_dict}) for ``python3 -m models.export --config tiny --weights <out>/weights.pt --out models/default``.
+"""Train every component of the embedded default model (recipe 2) on two CPU cores, then write
+``<out>/weights.pt`` ({role: state_dict}) for ``python3 -m models.export --config tiny --weights <out>/weights.pt``.
 
     /usr/bin/python3 -m models.train.all --out /tmp/st2v-train [--budget-minutes 60]
 
-Order: VAE -> stage 1 [text encoder + UNet] -> stage 2 [CAM, APM, base UNet from stage 1] in this process and,
-beside it in a second 1-thread process, ``stage1_more`` (more stage-1 UNet steps, text encoder frozen); optionally
-the stage-3 enhancer (``--enhancer``; otherwise its weights stay random, seed 0).
-Step counts are fixed, so a run is reproducible (same seeds, same steps, same single-thread CPU kernels); the
-wall-clock budget (shared out as 12 % VAE, 27 % stage 1, 45 % stage 2, 40 % stage1_more in parallel) stops a
-component early on a slow machine, which is logged ("stopped by wall-clock budget" at step N); ``--stop-at
-COMPONENT=N`` replays such a run exactly. Re-running the command resumes from the checkpoints.
-Losses are appended to ``<out>/losses.jsonl``.
+Timeline (process A = this one, process B = a second one-thread process):
+
+    A: VAE -> latents 0/2 -> stage 1 (text + UNet)  -> stage1_more (UNet, text frozen) -> enhancer
+    B:        latents 1/2 -> VAE decoder fine-tuning -> stage 2 (CAM + APM, base from stage 1)
+
+Step counts are fixed, so a run is reproducible (same seeds, same steps, same single-thread CPU kernels); each
+component also gets a share of the wall-clock budget (``SHARE``) that stops it early on a slow machine; that is
+logged ("stopped by wall-clock budget" at step N) and ``--stop-at COMPONENT=N`` replays such a run exactly.
+Re-running the command resumes from the checkpoints. Losses are appended to ``<out>/losses.jsonl``.
 """
 import argparse
 import os
@@ -22,20 +23,39 @@ import torch
 
 from . import common as C
 from . import components as K
+from . import latents as L
+from . import stages as S
 
-STEPS = {"vae": 3500, "stage1": 1600, "stage2": 1400, "enhancer": 600, "stage1_more": 1200}
-SHARE = {"vae": 0.12, "stage1": 0.27, "stage2": 0.45, "enhancer": 0.30, "stage1_more": 0.40}
+STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800}
+SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.47, "enhancer": 0.22}
+
+
+def _trainer(name: str):
+    return {"vae": K.train_vae, "vae_ft": K.train_vae_decoder, "stage1": S.train_stage1, "stage2": S.train_stage2, "enhancer": K.train_enhancer,
+            "stage1_more": lambda out, **kw: S.train_stage1(out, more=True, **kw)}[name]
+
+
+def _spawn(args, what: list, log: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
+           "--steps-scale", str(args.steps_scale), "--clips", str(args.clips)] + what
+    cmd += [f"--stop-at={s}" for s in args.stop_at]
+    return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
+
+
+def _wait(p: subprocess.Popen, what: str) -> None:
+    if p.wait() != 0:
+        raise SystemExit(f"{what} failed (exit {p.returncode}); see its log in the output directory")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-minutes", type=float, default=60.0)
-    ap.add_argument("--only", choices=sorted(STEPS), help="train one component (used for the parallel stage1_more)")
+    ap.add_argument("--only", choices=sorted(STEPS), help="train one component (used for process B)")
+    ap.add_argument("--latents-part", help="K/N: only encode that part of the latent dataset (process B)")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply all step counts (smoke tests)")
-    ap.add_argument("--enhancer", action="store_true", help="also train the stage-3 enhancer (after stage 2; "
-                    "off by default: on the 2-core machine its time went to stage 1, the enhancer stays random)")
-    ap.add_argument("--no-parallel", action="store_true", help="do not run stage1_more beside stage 2")
+    ap.add_argument("--clips", type=int, default=L.CLIPS, help="clips in the latent dataset")
+    ap.add_argument("--no-enhancer", action="store_true", help="leave the stage-3 enhancer random")
     ap.add_argument("--collect", action="store_true", help="only (re)write weights.pt from the finished parts")
     ap.add_argument("--stop-at", action="append", default=[], metavar="COMPONENT=STEP",
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
@@ -46,29 +66,31 @@ def main(argv=None) -> int:
     C.setup_torch(1)
     budget = args.budget_minutes * 60.0
     steps = {k: max(1, int(v * args.steps_scale)) for k, v in STEPS.items()}
-    fns = {"vae": K.train_vae, "stage1": K.train_stage1, "stage2": K.train_stage2, "enhancer": K.train_enhancer,
-           "stage1_more": K.train_stage1_more}
+
+    def train(name: str) -> None:
+        _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name))
+
+    if args.latents_part:
+        k, n = (int(v) for v in args.latents_part.split("/"))
+        L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
+        return 0
     if args.only:
-        fns[args.only](args.out, steps=steps[args.only], budget_s=SHARE[args.only] * budget,
-                       stop_at=stop.get(args.only))
+        train(args.only)
         return 0
     t0 = time.time()
     if not args.collect:
-        K.train_vae(args.out, steps=steps["vae"], budget_s=SHARE["vae"] * budget, stop_at=stop.get("vae"))
-        K.train_stage1(args.out, steps=steps["stage1"], budget_s=SHARE["stage1"] * budget, stop_at=stop.get("stage1"))
-        par = None
-        if not args.no_parallel:      # more stage-1 training on the second core while stage 2 trains
-            cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--only", "stage1_more",
-                   "--budget-minutes", str(args.budget_minutes), "--steps-scale", str(args.steps_scale)]
-            cmd += [f"--stop-at={k}={v}" for k, v in stop.items()]
-            par = subprocess.Popen(cmd, stdout=open(os.path.join(args.out, "stage1_more_log.txt"), "a"),
-                                   stderr=subprocess.STDOUT)
-        K.train_stage2(args.out, steps=steps["stage2"], budget_s=SHARE["stage2"] * budget, stop_at=stop.get("stage2"))
-        if par is not None and par.wait() != 0:
-            print("stage1_more failed; see stage1_more_log.txt", flush=True)
-        if args.enhancer:
-            K.train_enhancer(args.out, steps=steps["enhancer"], budget_s=SHARE["enhancer"] * budget,
-                             stop_at=stop.get("enhancer"))
+        train("vae")
+        b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
+        L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
+        _wait(b, "latents 1/2")
+        b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
+        train("stage1")
+        _wait(b, "vae_ft")
+        b = _spawn(args, ["--only", "stage2"], "stage2_log.txt")
+        train("stage1_more")
+        if not args.no_enhancer:
+            train("enhancer")
+        _wait(b, "stage 2")
     weights = K.collect_weights(args.out)
     if "enhancer_unet" not in weights:
         torch.manual_seed(0)

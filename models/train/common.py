@@ -13,6 +13,8 @@ from .. import world
 from ..tokenizer import ClipBPE, tiny_tokenizer
 
 NET_CONFIG = "tiny"
+#: Which world (models/world.py) the trainers sample: "core" for the embedded default model, "full" for all of it.
+WORLD = "core"
 
 
 def setup_torch(threads: int = 1) -> None:
@@ -57,7 +59,7 @@ def world_clips(rng: np.random.Generator, batch: int, frames: int, size: int = 6
     """[B, 3, F, size, size] in [-1,1], captions, scenes, start frames."""
     scenes, starts, vids = [], [], []
     for _ in range(batch):
-        s = world.sample_scene(rng)
+        s = world.sample_scene(rng, WORLD)
         t0 = int(rng.integers(t_range[0], t_range[1] + 1))
         vids.append(world.render(s, t0, frames, size))
         scenes.append(s)
@@ -72,7 +74,7 @@ def world_clips_masks(rng: np.random.Generator, batch: int, frames: int, size: i
     captions, anchors [B,3,size,size] = frame 0 of each clip (or None))."""
     vids, masks, caps, anchors = [], [], [], []
     for _ in range(batch):
-        s = world.sample_scene(rng)
+        s = world.sample_scene(rng, WORLD)
         f, m = world.render_with_masks(s, int(rng.integers(t_range[0], t_range[1] + 1)), frames, size)
         vids.append(f)
         masks.append(m)
@@ -94,7 +96,7 @@ def world_frames_masks(rng: np.random.Generator, batch: int, size: int = 64,
     """Single frames [B, 3, size, size] and their object masks [B, 1, size, size]."""
     fr, ms = [], []
     for _ in range(batch):
-        s = world.sample_scene(rng)
+        s = world.sample_scene(rng, WORLD)
         f, m = world.render_with_masks(s, int(rng.integers(t_range[0], t_range[1] + 1)), 1, size)
         fr.append(f[0])
         ms.append(m[0])

@@ -121,89 +121,28 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
     torch.save(vae.state_dict(), final)
 
 
-# ------------------------------------------------------------------------------------------------ stage 1
-def train_stage1(out: str, steps: int = 1600, budget_s: float = 960, seed: int = 2, batch: int = 4,
-                 lr: float = 5e-4, p_uncond: float = 0.1, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
-    """Text encoder + stage-1 UNet trained jointly with the epsilon-prediction loss on 16-frame clips
-    (scaled_linear betas 0.00085..0.012, 1000 steps), 10 % empty captions for CFG; latent cells holding the object
-    weigh 4x in the loss. EMA weights are kept."""
-    final = _finish_path(out, "stage1")
-    if os.path.exists(final):
-        return
-    rng = C.seed_all(seed)
-    vae = load_vae(out)
-    net = get_config(C.NET_CONFIG)
-    text = build_aux_model("clip_text", C.NET_CONFIG)
-    unet = UNet3DConditionModel(net.unet)
-    params = list(text.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    ema_u, ema_t = C.EMA(unet, 0.995), C.EMA(text, 0.995)
-    mods = {"unet": unet, "text": text, "ema_unet": C.ema_module(ema_u), "ema_text": C.ema_module(ema_t)}
-    ck = os.path.join(out, "ckpt_stage1.pt")
-    step, extra = C.load_checkpoint(ck, mods, opt, rng)
-    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage1")
-    ac = C.ddpm_alphas_cumprod()
-    run = 0.0
-    while step < steps:
-        if stop_at is not None and step >= stop_at:
-            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
-            break
-        if _over_budget(t_start, elapsed0, budget_s):
-            log.write(step, note="stopped by wall-clock budget")
-            break
-        C.set_lr(opt, C.lr_at(step, lr, 50, steps))
-        x, w, caps, _ = C.world_clips_masks(rng, batch, 16, 64, (0, 400))
-        caps, _ = C.drop_captions(rng, caps, p_uncond)
-        z0 = encode(vae, x, sample=False)
-        t = torch.randint(0, 1000, (batch,))
-        noise = torch.randn_like(z0)
-        a = ac[t].view(-1, 1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        ctx = text(C.token_ids(caps))
-        eps = unet(zt, t.float(), ctx)
-        loss = C.weighted_mse(eps, noise, w)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_u.update(unet, step)
-        ema_t.update(text, step)
-        step += 1
-        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-        if step % 20 == 0 or step == 1:
-            log.write(step, loss=loss.item(), loss_avg=run, lr=opt.param_groups[0]["lr"])
-        if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
-    torch.save({"unet_stage1": ema_u.state_dict(), "text_encoder": ema_t.state_dict()}, final)
-
-
-def train_stage1_more(out: str, steps: int = 1200, budget_s: float = 1440, seed: int = 5, batch: int = 4,
-                      lr: float = 3e-4, p_uncond: float = 0.1, ckpt_every: int = 100,
+def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: int = 6, batch: int = 6,
+                      lr: float = 1e-3, object_weight: float = 8.0, ckpt_every: int = 500,
                       stop_at: Optional[int] = None) -> None:
-    """More stage-1 UNet training on the second core while stage 2 trains (same objective as train_stage1),
-    starting from the EMA weights in stage1.pt. The text encoder stays frozen: stage 2 was trained with it."""
-    final = _finish_path(out, "stage1_more")
+    """Decoder-only fine-tuning of the trained VAE (-> ``vae_ft.pt``): encoder and quant_conv stay frozen, so the
+    latents the diffusion models were trained on do not change; post_quant_conv + decoder learn to reconstruct
+    whole frames from the posterior mean (what the pipeline decodes). Every 4th step uses two 128x128 frames
+    (the enhancer's scale). Runs on the second core while stage 1 trains. Loss as in ``train_vae`` without KL."""
+    final = _finish_path(out, "vae_ft")
     if os.path.exists(final):
         return
     rng = C.seed_all(seed)
-    vae = load_vae(out)
-    net = get_config(C.NET_CONFIG)
-    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
-    text = build_aux_model("clip_text", C.NET_CONFIG)
-    text.load_state_dict(s1["text_encoder"])
-    text.eval().requires_grad_(False)
-    unet = UNet3DConditionModel(net.unet)
-    unet.load_state_dict(s1["unet_stage1"])
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    ema_u = C.EMA(unet, 0.995)
-    mods = {"unet": unet, "ema_unet": C.ema_module(ema_u)}
-    ck = os.path.join(out, "ckpt_stage1_more.pt")
-    step, extra = C.load_checkpoint(ck, mods, opt, rng)
+    vae = build_aux_model("vae", C.NET_CONFIG)
+    vae.load_state_dict(torch.load(_finish_path(out, "vae"), map_location="cpu"))
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    ck = os.path.join(out, "ckpt_vae_ft.pt")
+    step, extra = C.load_checkpoint(ck, {"vae": vae}, opt, rng)
     elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage1_more")
-    ac = C.ddpm_alphas_cumprod()
-    run = 0.0
+    log = C.LossLog(os.path.join(out, "losses.jsonl"), "vae_ft")
+    run = None
     while step < steps:
         if stop_at is not None and step >= stop_at:
             log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
@@ -212,111 +151,28 @@ def train_stage1_more(out: str, steps: int = 1200, budget_s: float = 1440, seed:
             log.write(step, note="stopped by wall-clock budget")
             break
         C.set_lr(opt, C.lr_at(step, lr, 20, steps))
-        x, w, caps, _ = C.world_clips_masks(rng, batch, 16, 64, (0, 400))
-        caps, _ = C.drop_captions(rng, caps, p_uncond)
-        z0 = encode(vae, x, sample=False)
-        t = torch.randint(0, 1000, (batch,))
-        noise = torch.randn_like(z0)
-        a = ac[t].view(-1, 1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        x, m = C.world_frames_masks(rng, 2, 128) if step % 4 == 3 else C.world_frames_masks(rng, batch, 64)
+        wgt = 1.0 + object_weight * m
         with torch.no_grad():
-            ctx = text(C.token_ids(caps))
-        eps = unet(zt, t.float(), ctx)
-        loss = C.weighted_mse(eps, noise, w)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema_u.update(unet, step)
-        step += 1
-        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-        if step % 20 == 0 or step == 1:
-            log.write(step, loss=loss.item(), loss_avg=run, lr=opt.param_groups[0]["lr"])
-        if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
-    torch.save({"unet_stage1": ema_u.state_dict()}, final)
-
-
-# ------------------------------------------------------------------------------------------------ stage 2
-def train_stage2(out: str, steps: int = 1400, budget_s: float = 1620, seed: int = 3, batch: int = 4,
-                 lr: float = 3e-4, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
-    """Stage2UNet (base UNet initialised from the trained stage-1 UNet, CAM copied from it as ControlNet.from_unet)
-    + APMImageEncoder, on window pairs of long clips: window = frames s..s+15 (s in [8, 320]), CAM conditioning =
-    its first 8 frames (pixels; half of the time passed through the VAE to look like generated frames), anchor =
-    frame 0 of the clip. Context = 77 text tokens (frozen stage-1 text encoder) + 16 APM tokens. CFG dropout:
-    10 % caption and anchor together (the pipeline's unconditional half), 5 % each alone."""
-    final = _finish_path(out, "stage2")
-    if os.path.exists(final):
-        return
-    rng = C.seed_all(seed)
-    vae = load_vae(out)
-    net = get_config(C.NET_CONFIG)
-    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
-    text = build_aux_model("clip_text", C.NET_CONFIG)
-    text.load_state_dict(s1["text_encoder"])
-    text.eval().requires_grad_(False)
-    model = Stage2UNet(net)
-    missing, unexpected = model.base_model.load_state_dict(s1["unet_stage1"], strict=False)
-    assert not unexpected, unexpected
-    model.cam.copy_from_unet(model.base_model)
-    apm = APMImageEncoder(net.clip, net.resampler)
-    params = list(model.parameters()) + list(apm.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    ema_m, ema_a = C.EMA(model, 0.995), C.EMA(apm, 0.995)
-    mods = {"model": model, "apm": apm, "ema_model": C.ema_module(ema_m), "ema_apm": C.ema_module(ema_a)}
-    ck = os.path.join(out, "ckpt_stage2.pt")
-    step, extra = C.load_checkpoint(ck, mods, opt, rng)
-    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "stage2")
-    if step == 0:
-        log.write(0, note=f"base UNet from stage 1; {len(missing)} new tensors (CAM mergers, APM mixers)")
-    ac = C.ddpm_alphas_cumprod()
-    run = 0.0
-    while step < steps:
-        if stop_at is not None and step >= stop_at:
-            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
-            break
-        if _over_budget(t_start, elapsed0, budget_s):
-            log.write(step, note="stopped by wall-clock budget")
-            break
-        C.set_lr(opt, C.lr_at(step, lr, 30, steps))
-        x, w, caps, anchor = C.world_clips_masks(rng, batch, 16, 64, (8, 320), anchor=True)
-        cond = x[:, :, :8].clone()
-        with torch.no_grad():
-            rt = rng.random(batch) < 0.5
-            if rt.any():
-                idx = torch.from_numpy(np.nonzero(rt)[0])
-                cond[idx] = vae.video_decoder()(encode(vae, cond[idx])).clamp(-1, 1)
-        u = rng.random(batch)
-        drop_both = u < 0.10
-        drop_cap = drop_both | ((u >= 0.10) & (u < 0.15))
-        drop_anchor = drop_both | ((u >= 0.15) & (u < 0.20))
-        caps = [("" if d else c) for c, d in zip(caps, drop_cap)]
-        anchor[torch.from_numpy(drop_anchor)] = 0.0
-        z0 = encode(vae, x, sample=False)
-        t = torch.randint(0, 1000, (batch,))
-        noise = torch.randn_like(z0)
-        a = ac[t].view(-1, 1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        with torch.no_grad():
-            ctx_t = text(C.token_ids(caps))
-        ctx = torch.cat([ctx_t, apm(anchor)], 1)
-        eps = model(zt, t.float(), ctx, cond)
-        loss = C.weighted_mse(eps, noise, w)
-        loss_new = F.mse_loss(eps[:, :, 8:], noise[:, :, 8:]).item()
+            mean, _ = vae.quant_conv(vae.encoder(x)).chunk(2, 1)
+        rec = vae.decoder(vae.post_quant_conv(mean))
+        l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
+        mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
+        loss = l1 + mse
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        ema_m.update(model, step)
-        ema_a.update(apm, step)
         step += 1
-        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-        if step % 20 == 0 or step == 1:
-            log.write(step, loss=loss.item(), loss_avg=run, loss_new_frames=loss_new, lr=opt.param_groups[0]["lr"])
+        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        if step % 100 == 0 or step == 1:
+            log.write(step, loss=loss.item(), loss_avg=run, l1=l1.item(), mse=mse.item())
         if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
-    torch.save({"unet_stage2": ema_m.state_dict(), "apm_image_encoder": ema_a.state_dict()}, final)
+            C.save_checkpoint(ck, step, {"vae": vae}, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+    torch.save(vae.eval().state_dict(), final)
+
+
+# stages 1 and 2: see stages.py (recipe 2, on precomputed latents)
 
 
 # ------------------------------------------------------------------------------------------------ stage 3
@@ -353,7 +209,7 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
         C.set_lr(opt, C.lr_at(step, lr, 30, steps))
         scenes, starts = [], []
         for _ in range(batch):
-            scenes.append(C.world.sample_scene(rng))
+            scenes.append(C.world.sample_scene(rng, C.WORLD))
             starts.append(int(rng.integers(0, 400)))
         lo = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 64) for s, t0 in zip(scenes, starts)]))
         hi = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 128) for s, t0 in zip(scenes, starts)]))
@@ -388,6 +244,10 @@ def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
     """{role: state_dict} for ``python3 -m models.export --weights``; the one trained VAE serves both VAE roles."""
     vae = load_vae(out)
     enc, dec = vae.video_encoder().state_dict(), vae.video_decoder().state_dict()
+    if os.path.exists(_finish_path(out, "vae_ft")):        # fine-tuned decoder (same encoder, same latents)
+        ft = build_aux_model("vae", C.NET_CONFIG)
+        ft.load_state_dict(torch.load(_finish_path(out, "vae_ft"), map_location="cpu"))
+        dec = ft.eval().video_decoder().state_dict()
     s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
     s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
     weights = {"vae_encoder": enc, "vae_decoder": dec, "enhancer_vae_encoder": enc, "enhancer_vae_decoder": dec,

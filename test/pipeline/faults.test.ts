@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
-import { StreamingT2VPipeline, Tensor, type GeneratedFrame, type GenerateOptions } from '../../lib/index.js';
+import { StreamingT2VPipeline, Tensor, cpuMemoryStats, setCpuMemoryLimit, type GeneratedFrame, type GenerateOptions } from '../../lib/index.js';
 import { ROOT, ensureDistBuilt } from '../helpers/dist-build.js';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
@@ -69,6 +69,44 @@ function runChild(spec: unknown, onEvent: (e: ChildEvent) => 'kill' | void = () 
     child.on('close', (code, signal) => resolve({ events, code, signal, stderr }));
   });
 }
+
+describe('out of memory in a stage-2 forward (CPU memory limit; deterministic)', () => {
+  it('rejects with OutOfMemoryError naming stage2 and the window; the frames so far are kept and the run resumes to the uninterrupted video', async () => {
+    const run = { prompt: PROMPT, numFrames: 48, seed: 21, ...FAST, enhance: false } satisfies GenerateOptions;
+    const reference = await collect(run);
+    const stateDir = tempDir();
+    const before = Tensor.liveCount();
+    const got: GeneratedFrame[] = [];
+    let error: unknown;
+    try {
+      for await (const f of pipe.generate({ ...run, stateDir })) {
+        got.push(f);
+        // After the first stage-2 window (frames 16..23), cap CPU tensor memory just above what is in
+        // use: the next window's forward needs megabytes of activations and libtorch's allocation fails.
+        if (f.index === 23) setCpuMemoryLimit(cpuMemoryStats().allocated + 256 * 1024);
+      }
+    } catch (e) {
+      error = e;
+    } finally {
+      setCpuMemoryLimit(null);
+    }
+    expect(error).toMatchObject({ name: 'OutOfMemoryError', code: 'ERR_OUT_OF_MEMORY', stage: 'stage2', device: 'cpu' });
+    const window = (error as { window: number }).window;
+    expect(window).toBeGreaterThanOrEqual(2);
+    expect((error as Error).message).toMatch(new RegExp(`^Out of memory on cpu in stage2 window ${window} \\(${16 + 8 * (window - 1)} preview frames done`));
+    expect((error as Error).message).toContain('CPU memory limit: not enough memory');
+    expect(cpuMemoryStats().refused).toBeGreaterThan(0);
+    // every frame before the failing window was delivered, and equals the uninterrupted run's
+    expect(got.length).toBe(16 + 8 * (window - 1));
+    expect(same(got, reference.slice(0, got.length))).toBe(true);
+    expect(Tensor.liveCount()).toBe(before);
+    // the state directory resumes after the last complete window, to the uninterrupted run's frames
+    const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { framesDone: number };
+    expect(state.framesDone).toBe(got.length);
+    const resumed = await collect({ ...run, stateDir });
+    expect(same(resumed, reference)).toBe(true);
+  });
+});
 
 // Provoking a real allocator failure by clamping the whole process's address space (RLIMIT_AS) is not
 // deterministic: in a fresh CI clone all 4 attempts crashed inside libtorch (SIGSEGV) before the error

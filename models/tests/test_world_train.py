@@ -1,0 +1,96 @@
+"""The synthetic world (core subset, captions, renders) and the training helpers that shape the shipped model."""
+import math
+import unittest
+
+import numpy as np
+import torch
+
+from models import manifest as mf
+from models import world
+from models.train import stages
+
+
+class CoreWorldTest(unittest.TestCase):
+    def test_core_scenes_use_only_core_choices_and_round_trip_through_their_captions(self):
+        rng = np.random.default_rng(0)
+        for _ in range(200):
+            s = world.sample_scene(rng, "core")
+            self.assertIn(s.colour, world.CORE["colours"])
+            self.assertIn(s.shape, world.CORE["shapes"])
+            self.assertEqual(s.motion, "moving")
+            self.assertNotEqual(s.colour, s.bg_colour)
+            self.assertEqual((s.angle0, s.pan), (0.0, (0.0, 0.0)))
+            cap = world.caption(s)
+            self.assertTrue(world.in_core(cap), cap)
+            a = world.parse_caption(cap)
+            self.assertEqual((a["colour"], a["shape"], a["direction"]), (s.colour, s.shape, s.direction))
+
+    def test_in_core_rejects_prompts_outside_the_core_world(self):
+        self.assertFalse(world.in_core("a white star spinning up on a purple gradient background"))
+        self.assertFalse(world.in_core("a red circle moving to the right on the sea"))
+        self.assertTrue(world.in_core("a red circle moving to the right on a plain blue background"))
+
+    def test_unknown_world_kind_is_an_error(self):
+        with self.assertRaises(ValueError):
+            world.sample_scene(np.random.default_rng(0), "mars")
+
+    def test_object_moves_by_its_speed_in_the_caption_direction(self):
+        s = world.scene_from_caption("a red square moving quickly to the left on a plain gray background",
+                                     np.random.default_rng(1), "core")
+        x0, y0, _ = world.object_state(s, 0)
+        x1, y1, _ = world.object_state(s, 3)
+        self.assertAlmostEqual(((x0 - x1) % world.UNITS), 3 * world.SPEED_VALUES["quickly"], places=9)
+        self.assertAlmostEqual(y0, y1, places=9)
+
+
+class DiffusionLossTest(unittest.TestCase):
+    def _by_hand(self, prediction):
+        torch.manual_seed(0)
+        ac = torch.linspace(0.99, 0.01, 1000)
+        z0 = torch.randn(3, 4, 2, 2, 2)
+        w = 1 + torch.rand(3, 1, 2, 2, 2)
+        seen = {}
+
+        def predict(zt, t):
+            seen["t"] = t.long()
+            return zt * 0.5
+        torch.manual_seed(1)
+        loss = float(stages.diffusion_loss(predict, z0, w, ac, prediction))
+        torch.manual_seed(1)
+        t = torch.randint(0, 1000, (3,))
+        eps = torch.randn_like(z0)
+        self.assertTrue(torch.equal(t, seen["t"]))
+        expected = 0.0
+        for i in range(3):
+            a = float(ac[t[i]])
+            al, sg, snr = math.sqrt(a), math.sqrt(1 - a), a / (1 - a)
+            zt = al * z0[i] + sg * eps[i]
+            pred = zt * 0.5
+            # x0 estimate from the prediction, then the x0 error weighted by min(SNR, 5) + 1
+            x0 = (al * zt - sg * pred) if prediction == "v_prediction" else (zt - sg * pred) / al
+            err = float(((x0 - z0[i]) ** 2 * w[i]).sum() / w[i].sum())
+            expected += err * (min(snr, 5.0) + 1) / 3
+        return loss, expected
+
+    def test_v_prediction_loss_is_the_weighted_x0_error(self):
+        loss, expected = self._by_hand("v_prediction")
+        self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
+
+    def test_epsilon_loss_is_the_weighted_x0_error(self):
+        loss, expected = self._by_hand("epsilon")
+        self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
+
+
+class MergeDefaultsTest(unittest.TestCase):
+    def test_overrides_are_deep_merged_and_unknown_keys_rejected(self):
+        base = mf.defaults("tiny", 64, 128, [128, 128])
+        merged = mf.merge_defaults(base, {"stage2": {"num_inference_steps": 20, "guidance_scale": 4.0}})
+        self.assertEqual(merged["stage2"]["num_inference_steps"], 20)
+        self.assertEqual(merged["stage2"]["window_frames"], 16)
+        self.assertEqual(base["stage2"]["num_inference_steps"], 50)
+        with self.assertRaisesRegex(ValueError, "num_steps"):
+            mf.merge_defaults(base, {"stage2": {"num_steps": 20}})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,111 @@
+"""Latent dataset of the stage-1/2 trainers: world clips rendered once and encoded once with the trained VAE.
+
+Encoding a 16-frame clip with the tiny VAE costs about as much as half a UNet training step, so the trainers do
+not encode per step: ``build`` renders ``n`` clips of ``frames`` frames (scene ``i`` and its start frame come from
+one seeded stream, whatever the number of parts), encodes them (posterior mean) and stores, per clip, the latents
+``z [4, L, 8, 8]``, the loss weights ``w [1, L, 8, 8]`` (1 + 3 x object present in the latent cell), the caption,
+the scene and start frame (so conditioning frames can be re-rendered) and the anchor (frame 0 of the scene).
+
+    /usr/bin/python3 -m models.train.latents --out DIR --part 0/2   # and --part 1/2 in a second process
+"""
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import world
+from . import common as C
+
+CLIPS, FRAMES, SEED = 1200, 48, 11
+
+
+def _path(out: str, part: int, parts: int) -> str:
+    return os.path.join(out, f"latents_{part}of{parts}.pt")
+
+
+def _plan(n: int, seed: int) -> Tuple[List[world.Scene], List[int]]:
+    rng = np.random.default_rng(seed)
+    scenes = [world.sample_scene(rng, C.WORLD) for _ in range(n)]
+    starts = [int(v) for v in rng.integers(0, 400, size=n)]
+    return scenes, starts
+
+
+@torch.no_grad()
+def build(out: str, vae, part: int = 0, parts: int = 1, n: int = CLIPS, frames: int = FRAMES,
+          seed: int = SEED) -> str:
+    """Encodes clips ``part::parts`` of the plan into ``<out>/latents_<part>of<parts>.pt`` (skipped if present)."""
+    path = _path(out, part, parts)
+    if os.path.exists(path):
+        return path
+    scenes, starts = _plan(n, seed)
+    idx = list(range(part, n, parts))
+    zs, ws, anchors = [], [], []
+    for i in idx:
+        f, m = world.render_with_masks(scenes[i], starts[i], frames, 64)
+        x = torch.from_numpy(f).permute(1, 0, 2, 3)[None]                  # [1, 3, L, 64, 64]
+        mean, _ = vae.video_encoder()(x)
+        zs.append(mean[0])
+        ws.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None], (1, 8, 8))[0])
+        anchors.append(torch.from_numpy(world.render_frame(scenes[i], 0, 64)))
+    torch.save({"index": idx, "z": torch.stack(zs), "w": torch.stack(ws), "anchor": torch.stack(anchors),
+                "frames": frames, "seed": seed, "n": n, "world": C.WORLD}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+@dataclass
+class LatentSet:
+    z: torch.Tensor              # [N, 4, L, 8, 8]
+    w: torch.Tensor              # [N, 1, L, 8, 8]
+    anchor: torch.Tensor         # [N, 3, 64, 64]
+    scenes: List[world.Scene]
+    starts: List[int]
+
+    @property
+    def frames(self) -> int:
+        return self.z.shape[2]
+
+    def windows(self, rng: np.random.Generator, batch: int, length: int = 16):
+        """(z [B,4,length,8,8], w, clip indices, window starts within the clips)."""
+        ids = rng.integers(0, self.z.shape[0], size=batch)
+        offs = rng.integers(0, self.frames - length + 1, size=batch)
+        z = torch.stack([self.z[i, :, o:o + length] for i, o in zip(ids, offs)])
+        w = torch.stack([self.w[i, :, o:o + length] for i, o in zip(ids, offs)])
+        return z, w, ids, offs
+
+    def captions(self, ids) -> List[str]:
+        return [world.caption(self.scenes[i]) for i in ids]
+
+    def render(self, i: int, offset: int, n: int) -> torch.Tensor:
+        """Pixels [3, n, 64, 64] of clip ``i`` from window offset ``offset`` (true renders)."""
+        return torch.from_numpy(world.render(self.scenes[i], self.starts[i] + offset, n, 64)).permute(1, 0, 2, 3)
+
+
+def load(out: str, parts: int = 2) -> LatentSet:
+    blobs = [torch.load(_path(out, p, parts), map_location="cpu") for p in range(parts)]
+    n, seed = blobs[0]["n"], blobs[0]["seed"]
+    order = np.argsort(np.concatenate([b["index"] for b in blobs]))
+    cat = lambda k: torch.cat([b[k] for b in blobs])[torch.from_numpy(order)]  # noqa: E731
+    scenes, starts = _plan(n, seed)
+    return LatentSet(cat("z"), cat("w"), cat("anchor"), scenes, starts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--part", default="0/1", help="K/N: encode clips K, K+N, ... (run N processes)")
+    args = ap.parse_args(argv)
+    part, parts = (int(v) for v in args.part.split("/"))
+    C.setup_torch(1)
+    from .components import load_vae
+    print(build(args.out, load_vae(args.out), part, parts), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

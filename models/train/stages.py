@@ -1,0 +1,202 @@
+"""Stage-1 and stage-2 trainers (recipe 2), on the precomputed latent dataset (``latents.py``).
+
+Objective (both stages): v-prediction on the ModelScope schedule (scaled_linear betas 0.00085..0.012, 1000
+steps), timesteps uniform, x0-error weight min(SNR, 5) + 1 per sample (see ``diffusion_loss``) and 1 + 3 x (object
+present) per latent cell. (Upstream ModelScope predicts epsilon; the manifest of the trained model says v.)
+AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weights exported.
+
+* ``stage1``: text encoder + stage-1 UNet jointly, 10 % empty captions (classifier-free guidance).
+* ``stage1_more``: the stage-1 UNet only, continued from ``stage1.pt`` with the text encoder frozen (stage 2
+  was trained with that text encoder, so it must not move any more); runs beside stage 2.
+* ``stage2``: Stage2UNet (base UNet from ``stage1.pt``, CAM copied from it as ControlNet.from_unet) + APM image
+  encoder, on windows of the clips: CAM input = the window's first 8 frames as pixels (half of the time the VAE
+  decode of their latents, which looks like generated frames), anchor = frame 0 of the clip. Dropout: 10 % caption
+  and anchor together (the pipeline's unconditional half), 5 % each alone. The APM gates ``alpha`` start at 0
+  (as upstream) and learn at 20x the base rate: in recipe 1 they had not moved after 681 steps.
+"""
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..apm import APMImageEncoder
+from ..configs_aux import build_aux_model
+from ..configs_unet import get_config
+from ..stage2 import Stage2UNet
+from ..unet3d import UNet3DConditionModel
+from . import common as C
+from . import latents as L
+from .components import _finish_path, _over_budget, load_vae
+
+MIN_SNR_GAMMA = 5.0
+#: What the stage-1/2 UNets predict (the exported manifest's scheduler configs say the same).
+PREDICTION = "v_prediction"
+
+
+def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z0: torch.Tensor,
+                   w: torch.Tensor, ac: torch.Tensor, prediction: str = PREDICTION) -> torch.Tensor:
+    """Diffusion loss with per-timestep weight λ_t on the x0 error, λ_t = min(SNR_t, γ) + 1 (γ = 5).
+
+    With α = sqrt(ᾱ_t), σ = sqrt(1 - ᾱ_t), SNR = α²/σ², z_t = α z0 + σ ε (q(z_t | z0)):
+    * ``v_prediction``: target v = α ε - σ z0 (Salimans & Ho 2022); ||v̂ - v||² = (SNR + 1) ||x̂0 - x0||², so the
+      weight is (min(SNR, γ) + 1) / (SNR + 1).
+    * ``epsilon``: ||ε̂ - ε||² = SNR ||x̂0 - x0||², weight (min(SNR, γ) + 1) / SNR.
+    Min-SNR-γ (Hang et al. 2023) caps the easy low-noise steps; the +1 keeps weight on the x0 error at high noise,
+    where epsilon prediction alone (λ = SNR -> 0) leaves the text-driven layout unlearnt (recipe-2 diagnostics:
+    x0 error 0.68 at t = 800 after 400 epsilon steps). Cells are weighted by ``w`` (object cells count more)."""
+    b = z0.shape[0]
+    t = torch.randint(0, ac.numel(), (b,))
+    noise = torch.randn_like(z0)
+    al, sg = ac[t].sqrt().view(-1, 1, 1, 1, 1), (1 - ac[t]).sqrt().view(-1, 1, 1, 1, 1)
+    zt = al * z0 + sg * noise
+    out = predict(zt, t.float())
+    snr = ac[t] / (1 - ac[t])
+    if prediction == "v_prediction":
+        target, denom = al * noise - sg * z0, snr + 1
+    elif prediction == "epsilon":
+        target, denom = noise, snr
+    else:
+        raise ValueError(prediction)
+    per = ((out - target).pow(2) * w).flatten(1).sum(1) / w.flatten(1).sum(1)
+    return (per * (snr.clamp(max=MIN_SNR_GAMMA) + 1) / denom).mean()
+
+
+class _Loop:
+    """Checkpointed, budget-limited optimisation loop shared by the trainers (one step = ``step_fn()``)."""
+
+    def __init__(self, out: str, name: str, mods: Dict[str, torch.nn.Module], params: List[dict], lr: float,
+                 warmup: int, steps: int, budget_s: float, stop_at: Optional[int], rng: np.random.Generator,
+                 emas: Dict[str, "C.EMA"], ckpt_every: int = 100):
+        self.out, self.name, self.lr, self.warmup, self.steps = out, name, lr, warmup, steps
+        self.budget_s, self.stop_at, self.rng, self.emas, self.ckpt_every = budget_s, stop_at, rng, emas, ckpt_every
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        self.params = [p for g in params for p in g["params"]]
+        self.mods = {**mods, **{f"ema_{k}": C.ema_module(e) for k, e in emas.items()}}
+        self.ck = os.path.join(out, f"ckpt_{name}.pt")
+        self.step, extra = C.load_checkpoint(self.ck, self.mods, self.opt, rng)
+        self.elapsed0, self.t_start = extra.get("elapsed", 0.0), time.time()
+        self.log = C.LossLog(os.path.join(out, "losses.jsonl"), name)
+
+    def run(self, step_fn: Callable[[], Dict[str, float]]) -> None:
+        run = 0.0
+        while self.step < self.steps:
+            if self.stop_at is not None and self.step >= self.stop_at:
+                self.log.write(self.step, note="stopped by --stop-at (replaying a budget-stopped run)")
+                break
+            if _over_budget(self.t_start, self.elapsed0, self.budget_s):
+                self.log.write(self.step, note="stopped by wall-clock budget")
+                break
+            base = C.lr_at(self.step, self.lr, self.warmup, self.steps)
+            for g in self.opt.param_groups:
+                g["lr"] = base * g.get("lr_mult", 1.0)
+            loss, info = step_fn()
+            self.opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            for k, e in self.emas.items():
+                e.update(self.mods[k], self.step)
+            self.step += 1
+            run = loss.item() if self.step == 1 else 0.95 * run + 0.05 * loss.item()
+            if self.step % 20 == 0 or self.step == 1:
+                self.log.write(self.step, loss=loss.item(), loss_avg=run, lr=base, **info)
+            if self.step % self.ckpt_every == 0:
+                C.save_checkpoint(self.ck, self.step, self.mods, self.opt, self.rng,
+                                  {"elapsed": self.elapsed0 + time.time() - self.t_start})
+
+
+def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Tensor:
+    if frozen:
+        with torch.no_grad():
+            return text(C.token_ids(caps))
+    return text(C.token_ids(caps))
+
+
+def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int = 2, batch: int = 8,
+                 lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False) -> None:
+    """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
+    from stage1.pt with the text encoder frozen -> stage1_more.pt)."""
+    name = "stage1_more" if more else "stage1"
+    if os.path.exists(_finish_path(out, name)):
+        return
+    rng = C.seed_all(seed + (100 if more else 0))
+    data = L.load(out)
+    text = build_aux_model("clip_text", C.NET_CONFIG)
+    unet = UNet3DConditionModel(get_config(C.NET_CONFIG).unet)
+    if more:
+        s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
+        text.load_state_dict(s1["text_encoder"])
+        unet.load_state_dict(s1["unet_stage1"])
+        text.eval().requires_grad_(False)
+    emas = {"unet": C.EMA(unet, 0.995)} if more else {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
+    params = list(unet.parameters()) + ([] if more else list(text.parameters()))
+    loop = _Loop(out, name, {"unet": unet, "text": text}, [{"params": params}], lr * (0.5 if more else 1.0),
+                 20 if more else 100, steps, budget_s, stop_at, rng, emas)
+    ac = C.ddpm_alphas_cumprod()
+
+    def step():
+        z0, w, ids, _ = data.windows(rng, batch)
+        caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
+        ctx = _text_cond(text, caps, more)
+        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac), {}
+    loop.run(step)
+    res = {"unet_stage1": emas["unet"].state_dict()}
+    if not more:
+        res["text_encoder"] = emas["text"].state_dict()
+    torch.save(res, _finish_path(out, name))
+
+
+def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
+                 lr: float = 5e-4, alpha_lr_mult: float = 20.0, stop_at: Optional[int] = None) -> None:
+    """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring."""
+    if os.path.exists(_finish_path(out, "stage2")):
+        return
+    rng = C.seed_all(seed)
+    data = L.load(out)
+    vae = load_vae(out)
+    net = get_config(C.NET_CONFIG)
+    s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
+    text = build_aux_model("clip_text", C.NET_CONFIG)
+    text.load_state_dict(s1["text_encoder"])
+    text.eval().requires_grad_(False)
+    model = Stage2UNet(net)
+    missing, unexpected = model.base_model.load_state_dict(s1["unet_stage1"], strict=False)
+    assert not unexpected, unexpected
+    model.cam.copy_from_unet(model.base_model)
+    apm = APMImageEncoder(net.clip, net.resampler)
+    alphas = [p for n, p in model.named_parameters() if n.endswith(".alpha")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith(".alpha")] + list(apm.parameters())
+    emas = {"model": C.EMA(model, 0.995), "apm": C.EMA(apm, 0.995)}
+    loop = _Loop(out, "stage2", {"model": model, "apm": apm},
+                 [{"params": rest}, {"params": alphas, "lr_mult": alpha_lr_mult}], lr, 50, steps, budget_s,
+                 stop_at, rng, emas)
+    if loop.step == 0:
+        loop.log.write(0, note=f"base UNet from stage 1; {len(missing)} new tensors (CAM mergers, APM mixers); "
+                                f"{len(alphas)} APM gates")
+    ac = C.ddpm_alphas_cumprod()
+    dec = vae.video_decoder()
+
+    def step():
+        z0, w, ids, offs = data.windows(rng, batch)
+        rt = rng.random(batch) < 0.5
+        with torch.no_grad():
+            cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
+            if rt.any():
+                sel = torch.from_numpy(np.nonzero(rt)[0])
+                cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
+        u = rng.random(batch)
+        drop_cap = (u < 0.15)
+        drop_anchor = (u < 0.10) | ((u >= 0.15) & (u < 0.20))
+        caps = [("" if d else c) for c, d in zip(data.captions(ids), drop_cap)]
+        anchor = data.anchor[torch.from_numpy(ids)].clone()
+        anchor[torch.from_numpy(drop_anchor)] = 0.0
+        ctx = torch.cat([_text_cond(text, caps, True), apm(anchor)], 1)
+        loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac)
+        gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
+        return loss, {"apm_gate_abs": gate}
+    loop.run(step)
+    torch.save({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
+               _finish_path(out, "stage2"))
