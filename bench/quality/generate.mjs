@@ -4,7 +4,7 @@
 // Step 2 is metrics.py. See bench/quality/README.md.
 //
 //   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
-//       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 N] [--steps2 N]
+//       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 N] [--steps2 N] [--g1 W] [--g2 W]
 //       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0]  (prompts from..limit-1)
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -40,8 +40,8 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
     prompt, numFrames: frames, modelDir: model, seed: Number(arg('seed', 33)), threads: Number(arg('threads', 1)),
     device: 'cpu', enhance,
     // steps and guidance: the model's manifest defaults unless given
-    ...(arg('steps1') ? { stage1: { steps: Number(arg('steps1')) } } : {}),
-    ...(arg('steps2') ? { stage2: { steps: Number(arg('steps2')) } } : {}),
+    stage1: { ...(arg('steps1') ? { steps: Number(arg('steps1')) } : {}), ...(arg('g1') ? { guidance: Number(arg('g1')) } : {}) },
+    stage2: { ...(arg('steps2') ? { steps: Number(arg('steps2')) } : {}), ...(arg('g2') ? { guidance: Number(arg('g2')) } : {}) },
   })) {
     const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
     files[f.stage] ??= openSync(join(dir, name), 'w');
