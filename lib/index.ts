@@ -86,6 +86,21 @@ export {
   type ImageEncoder,
 } from './pipeline/memory.js';
 export { StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline/pipeline.js';
+export {
+  planMemory,
+  memoryPlanInputFromManifest,
+  estimateActivation,
+  formatBytes,
+  STAGE_COMPONENTS,
+  FULL_SIZE_PARAMETERS,
+  type MemoryPlan,
+  type StageMemoryPlan,
+  type MemoryPlanInput,
+  type MemoryPlanShapes,
+  type ComponentFootprint,
+  type CallShape,
+  type PlanStage,
+} from './pipeline/memory-plan.js';
 export { generateLongVideo, streamLongVideo, type LongVideoOptions, type LongVideoResult } from './pipeline/long-video.js';
 export type { GenerateOptions, EnhanceOptions } from './pipeline/options.js';
 export type { GeneratedFrame, FrameStage, ProgressEvent, ProgressPhase } from './pipeline/types.js';

@@ -8,6 +8,7 @@
  * in `finally`, so `break`, abort and errors all clean up.
  * @module
  */
+import { emptyCache } from '../device.js';
 import { OutOfMemoryError, hasErrorCode } from '../errors.js';
 import { Generator, Tensor, TensorScope } from '../tensor.js';
 import { createLogSnrCosineInterpSchedule, sdeditSigmas } from '../schedulers/logsnr-cosine.js';
@@ -16,6 +17,7 @@ import { SharedNoiseSource } from '../noise-source.js';
 import { createBlendedDenoiser } from './blending.js';
 import { planStage2Windows, planStage3Chunks } from './chunk-plan.js';
 import { LongTermMemory, ShortTermMemory, serializeTensor } from './memory.js';
+import { NO_MEMORY_PLAN, type RunMemorySettings } from './memory-plan.js';
 import type { PipelineModels } from './models.js';
 import { Pcg32 } from './prng.js';
 import { ProgressTracker } from './progress.js';
@@ -38,11 +40,17 @@ export function derivedSeeds(seed: number): { stage1: number; stage2: bigint; st
   return { stage1: seed, stage2: mix(2), stage3: mix(3), blend: mix(4) };
 }
 
+/** Returns the CUDA caching allocator's free blocks to the driver (between stages, under a memory plan). No-op on CPU. */
+async function releaseCachedMemory(device: string, memory: RunMemorySettings): Promise<void> {
+  if (memory.releaseCachedMemory && device.startsWith('cuda')) await emptyCache(device);
+}
+
 /**
  * Runs the whole pipeline for already-validated options and yields frames as soon as they exist:
  * preview frames (stage 1 + 2, in order), then final frames (stage 3) when enhancement is on.
+ * `memory` applies a memory plan: per-stage CFG split and releasing cached memory between stages.
  */
-export async function* generateFrames(models: PipelineModels, o: ResolvedGenerateOptions): AsyncGenerator<GeneratedFrame, void, undefined> {
+export async function* generateFrames(models: PipelineModels, o: ResolvedGenerateOptions, memory: RunMemorySettings = NO_MEMORY_PLAN): AsyncGenerator<GeneratedFrame, void, undefined> {
   const d = models.defaults;
   const device = models.device;
   const signal = o.signal;
@@ -104,6 +112,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
           seed: seeds.stage1,
           steps: o.stage1.steps,
           guidance: o.stage1.guidance,
+          splitCfg: memory.splitCfg.stage1,
           signal,
           onStep: (s) => progress.step('stage1', 0, s.index, s.total),
         }),
@@ -122,6 +131,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     }
 
     // ---- stage 2: autoregressive windows ----
+    await releaseCachedMemory(device, memory);
     const context = scope.track(await stage2Context(text, longTerm.uncondTokens, longTerm.condTokens));
     for (let k = nextWindow; k <= plan.windows; k++) {
       signal?.throwIfAborted();
@@ -135,6 +145,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
         steps: o.stage2.steps,
         guidance: o.stage2.guidance,
         eta: o.stage2.eta,
+        splitCfg: memory.splitCfg.stage2,
         signal,
         onStep: (s) => progress.step('stage2', k, s.index, s.total),
       });
@@ -162,6 +173,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     if (o.enhance === false) return;
     where.stage = 'stage3';
     where.window = 0;
+    await releaseCachedMemory(device, memory);
     yield* enhance(models, o, {
       frames: o.numFrames,
       width,
@@ -170,6 +182,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
         keepPreview !== undefined ? keepPreview.subarray(from * frameBytes, (from + count) * frameBytes) : store!.readPreview(from, count, width, height),
       seeds,
       progress,
+      splitCfg: memory.splitCfg.stage3,
     });
   } catch (error) {
     if (!hasErrorCode(error, 'ERR_OUT_OF_MEMORY')) throw error;
@@ -215,6 +228,7 @@ interface EnhanceInput {
   preview: (from: number, count: number) => Promise<Uint8Array>;
   seeds: ReturnType<typeof derivedSeeds>;
   progress: ProgressTracker;
+  splitCfg: boolean;
 }
 
 /** Stage 3 over all preview frames; yields final frames per decoded batch. */
@@ -258,7 +272,7 @@ async function* enhance(models: PipelineModels, o: ResolvedGenerateOptions, inpu
       await encodeCfgPair(`${o.prompt}${d.stage3.promptSuffix}${e.positiveSuffix}`, e.negativePrompt, models.tokenizeEnhancer, models.module('enhancer_text_encoder'), device),
     );
     const chunkPlan = planStage3Chunks({ length: input.frames, chunkFrames: e.chunkFrames, overlapFrames: e.overlapFrames });
-    const chunkDenoise = enhancerChunkDenoiser(models.module('enhancer_unet'), context, table, e.guidance, e.rescale, d.stage3.scheduler.predictionType);
+    const chunkDenoise = enhancerChunkDenoiser(models.module('enhancer_unet'), context, table, e.guidance, e.rescale, d.stage3.scheduler.predictionType, input.splitCfg);
     const rng = new Pcg32(input.seeds.blend);
     const denoise = createBlendedDenoiser((x, s) => chunkDenoise(x, s), { plan: chunkPlan, rng });
     const lat0 = scope.track(

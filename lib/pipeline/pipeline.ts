@@ -18,8 +18,10 @@ import { cudaAvailable } from '../device.js';
 import { DisposedError, InvalidArgumentError } from '../errors.js';
 import { setNumThreads } from '../device.js';
 import type { DType } from '../tensor.js';
+import { readManifest } from '../models/manifest.js';
 import { generateFrames } from './generate-frames.js';
-import { loadPipelineModels, type LoadedModels } from './model-adapter.js';
+import { formatBytes, memoryPlanInputFromManifest, planMemory, runMemorySettings, STAGE_COMPONENTS, type MemoryPlan } from './memory-plan.js';
+import { defaultModelDir, loadPipelineModels, type LoadedModels } from './model-adapter.js';
 import type { StageDefaults } from './models.js';
 import { intOption, checkKeys, invalid, resolveGenerateOptions, type GenerateOptions } from './options.js';
 import type { GeneratedFrame } from './types.js';
@@ -40,6 +42,19 @@ export interface PipelineLoadOptions {
   loadEnhancer?: boolean;
   /** Runs admitted at the same time on this pipeline (FIFO queue). Default 1. */
   maxConcurrentRuns?: number;
+  /**
+   * Device memory (bytes) one run may use. When set, `load` plans memory from the manifest before
+   * loading anything (lib/pipeline/memory-plan.ts): which components stay resident, which would wait on
+   * the CPU between stages, which stages split their CFG batch into two calls, how many frames each
+   * stage-3 VAE call takes, and the estimated peak of every stage (see {@link StreamingT2VPipeline.memoryPlan}).
+   * A budget that even the most frugal plan exceeds throws `InvalidArgumentError` naming the smallest
+   * that would do. Activations are conservative estimates, weights the files' sizes. On CPU the budget
+   * applies to the plan only: it is computed and applied the same way (the CFG split gives the same
+   * frames), but no device memory is guarded (cap CPU tensors with `setCpuMemoryLimit`). The plan is
+   * for one run at a time: with `maxConcurrentRuns` > 1 each admitted run needs its own activations.
+   * Default: undefined (no planning). Example: `24 * 2 ** 30` for a 24 GiB GPU.
+   */
+  vramBudget?: number;
 }
 
 function boolOption(value: unknown, option: string, fallback: boolean): boolean {
@@ -49,7 +64,26 @@ function boolOption(value: unknown, option: string, fallback: boolean): boolean 
 }
 
 /** The keys of {@link PipelineLoadOptions}. @internal */
-export const LOAD_OPTION_KEYS: readonly string[] = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns'];
+export const LOAD_OPTION_KEYS: readonly string[] = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns', 'vramBudget'];
+
+/** The memory plan of `options.vramBudget` (validated), read from the manifest before any model is loaded. */
+async function planFor(options: PipelineLoadOptions, loadEnhancer: boolean): Promise<MemoryPlan | undefined> {
+  if (options.vramBudget === undefined) return undefined;
+  const budget = intOption(options.vramBudget, 'vramBudget', 0, 1);
+  if (options.modelDir !== undefined && (typeof options.modelDir !== 'string' || options.modelDir.length === 0)) invalid('a directory path', 'modelDir', options.modelDir);
+  const stages = loadEnhancer ? STAGE_COMPONENTS : { stage1: STAGE_COMPONENTS.stage1, stage2: STAGE_COMPONENTS.stage2 };
+  const manifest = await readManifest(options.modelDir ?? defaultModelDir(), { verifyHashes: false, requiredRoles: [...new Set(Object.values(stages).flat())] });
+  return planMemory(memoryPlanInputFromManifest(manifest, { budget, dtype: options.dtype, enhancer: loadEnhancer }));
+}
+
+/** Makes the plan's stage-3 VAE frames per call the default `encodeBatch`/`decodeBatch` (explicit values win). @internal */
+export function withPlannedBatches(options: GenerateOptions, plan: MemoryPlan | undefined): GenerateOptions {
+  const frames = plan?.stages.stage3?.vaeFramesPerCall;
+  if (frames === undefined || options === null || typeof options !== 'object') return options;
+  const e = options.enhance;
+  if (e === false || (e !== undefined && e !== true && (e === null || typeof e !== 'object' || Array.isArray(e)))) return options;
+  return { ...options, enhance: { encodeBatch: frames, decodeBatch: frames, ...(typeof e === 'object' ? e : {}) } };
+}
 
 /** Resolves 'auto' and validates a device string. */
 export function resolveDevice(device: string | undefined): string {
@@ -68,15 +102,17 @@ export function resolveDevice(device: string | undefined): string {
 
 export class StreamingT2VPipeline implements AsyncDisposable {
   readonly #models: LoadedModels;
+  readonly #plan: MemoryPlan | undefined;
   readonly #limit: number;
   readonly #waiting: (() => void)[] = [];
   readonly #controllers = new Set<AbortController>();
   #active = 0;
   #disposed = false;
 
-  private constructor(models: LoadedModels, limit: number) {
+  private constructor(models: LoadedModels, limit: number, plan: MemoryPlan | undefined) {
     this.#models = models;
     this.#limit = limit;
+    this.#plan = plan;
   }
 
   /** Loads (and validates) a model directory. */
@@ -86,14 +122,16 @@ export class StreamingT2VPipeline implements AsyncDisposable {
     const device = resolveDevice(options.device);
     if (options.threads !== undefined) setNumThreads(intOption(options.threads, 'threads', 1, 1, 1024));
     const limit = intOption(options.maxConcurrentRuns, 'maxConcurrentRuns', 1, 1, 64);
+    const loadEnhancer = boolOption(options.loadEnhancer, 'loadEnhancer', true);
+    const plan = await planFor(options, loadEnhancer);
     const models = await loadPipelineModels({
       ...(options.modelDir === undefined ? {} : { modelDir: options.modelDir }),
       device,
       ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
       verifyChecksums: boolOption(options.verifyChecksums, 'verifyChecksums', true),
-      loadEnhancer: boolOption(options.loadEnhancer, 'loadEnhancer', true),
+      loadEnhancer,
     });
-    return new StreamingT2VPipeline(models, limit);
+    return new StreamingT2VPipeline(models, limit, plan);
   }
 
   /** Device the networks run on. */
@@ -112,6 +150,23 @@ export class StreamingT2VPipeline implements AsyncDisposable {
   get disposed(): boolean {
     return this.#disposed;
   }
+  /**
+   * The memory plan made at load for `vramBudget` (undefined without one): per stage the resident and
+   * offloaded components, the CFG split, the VAE frames per call and the estimated peak; `describe()`
+   * gives a printable report. Runs apply the CFG split, the stage-3 VAE frames per call (as the default
+   * `encodeBatch`/`decodeBatch`) and, on CUDA, release cached memory between stages, and refuse enhanced
+   * videos longer than `maxEnhancedFrames`. Offloading is not applied yet (it needs a native
+   * `NativeModule.to`): every component stays on the device. On CPU the budget applies to the plan only.
+   *
+   * @example
+   * ```ts
+   * const pipe = await StreamingT2VPipeline.load({ vramBudget: 24 * 2 ** 30 });
+   * console.log(pipe.memoryPlan?.describe());
+   * ```
+   */
+  get memoryPlan(): MemoryPlan | undefined {
+    return this.#plan;
+  }
 
   /**
    * Generates a video and yields its frames as soon as they exist: preview frames (stages 1–2) in
@@ -120,9 +175,14 @@ export class StreamingT2VPipeline implements AsyncDisposable {
    */
   async *generate(options: GenerateOptions): AsyncGenerator<GeneratedFrame, void, undefined> {
     this.#ensure();
-    const resolved = resolveGenerateOptions(options, this.#models.defaults, this.#models.key);
+    const plan = this.#plan;
+    const resolved = resolveGenerateOptions(withPlannedBatches(options, plan), this.#models.defaults, this.#models.key);
     if (resolved.enhance !== false && !this.#models.hasEnhancer) {
       throw new InvalidArgumentError('Expected `enhance: false` for a pipeline loaded with `loadEnhancer: false` but received enhancement options');
+    }
+    if (plan !== undefined && resolved.enhance !== false && resolved.numFrames > plan.maxEnhancedFrames) {
+      const why = `stage 3 keeps the whole video's latents on the device, about ${formatBytes(plan.stage3BytesPerFrame)} per frame; raise \`vramBudget\` or pass \`enhance: false\``;
+      invalid(`at most ${plan.maxEnhancedFrames} frames when enhancing under \`vramBudget\` ${plan.budget} (${why})`, 'numFrames', resolved.numFrames);
     }
     const controller = new AbortController();
     const user = resolved.signal;
@@ -133,7 +193,7 @@ export class StreamingT2VPipeline implements AsyncDisposable {
     try {
       await this.#admit(controller.signal);
       try {
-        yield* generateFrames(this.#models, { ...resolved, signal: controller.signal });
+        yield* generateFrames(this.#models, { ...resolved, signal: controller.signal }, runMemorySettings(plan));
       } finally {
         this.#release();
       }

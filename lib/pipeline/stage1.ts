@@ -22,6 +22,8 @@ export interface Stage1Run {
   seed: number | bigint;
   steps: number;
   guidance: number;
+  /** Run the CFG pair as two UNet calls (memory plan). Default false. */
+  splitCfg?: boolean | undefined;
   signal?: AbortSignal | undefined;
   onStep?: ((info: StepInfo) => void | Promise<void>) | undefined;
 }
@@ -38,7 +40,7 @@ export async function runStage1(models: PipelineModels, run: Stage1Run): Promise
   const plan = createDpmSolverPlan(createDiscreteSchedule(d.stage1.scheduler), run.steps);
   const unet = models.module('unet_stage1');
   const latents = scope.track(
-    await sampleDpmSolverMultistep((x, t) => guidedForward(unet, x, t, [ctx], run.guidance), z, plan, {
+    await sampleDpmSolverMultistep((x, t) => guidedForward(unet, x, t, [ctx], { scale: run.guidance, splitBatch: run.splitCfg }), z, plan, {
       signal: run.signal,
       onStep: run.onStep,
     }),

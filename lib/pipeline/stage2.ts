@@ -38,6 +38,8 @@ export interface Stage2WindowRun {
   steps: number;
   guidance: number;
   eta: number;
+  /** Run the CFG pair as two UNet calls (memory plan). Default false. */
+  splitCfg?: boolean | undefined;
   signal?: AbortSignal | undefined;
   onStep?: ((info: StepInfo) => void | Promise<void>) | undefined;
 }
@@ -53,7 +55,7 @@ export async function runStage2Window(models: PipelineModels, run: Stage2WindowR
   const plan = createDdimPlan(createDiscreteSchedule(d.stage2.scheduler), run.steps);
   const unet = models.module('unet_stage2');
   const latents = scope.track(
-    await sampleDdim((x, t) => guidedForward(unet, x, t, [run.context, cond2], run.guidance), z, plan, {
+    await sampleDdim((x, t) => guidedForward(unet, x, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg }), z, plan, {
       eta: run.eta,
       noise: foldedFrameNoise(run.generator),
       signal: run.signal,

@@ -68,6 +68,7 @@ export async function encodeFramesForEnhancement(
 /**
  * The stage-3 per-chunk x̂0 (spec §1.9 `model_fn`): c_in scaling, integer t, CFG with rescale on
  * [negative; prompt], then x̂0 = α_t·x_in − σ_t·v (v-prediction). Returns a chunk denoiser.
+ * `splitCfg` runs the CFG pair as two UNet calls (memory plan; same result).
  */
 export function enhancerChunkDenoiser(
   unet: TorchModule,
@@ -76,12 +77,13 @@ export function enhancerChunkDenoiser(
   guidance: number,
   rescale: number,
   predictionType: PredictionType,
+  splitCfg = false,
 ): (xChunk: Tensor, sigma: number) => Promise<Tensor> {
   return async (xChunk, sigma) => {
     const s = vpScalingsAt(table, sigma);
     using scope = new TensorScope();
     const xIn = scope.track(await Tensor.combine([xChunk], [s.cIn]));
-    const out = scope.track(await guidedForward(unet, xIn, s.timestep, [context], guidance, rescale));
+    const out = scope.track(await guidedForward(unet, xIn, s.timestep, [context], { scale: guidance, rescale, splitBatch: splitCfg }));
     return await vpOutputToPredOriginal(xIn, out, s.alpha, s.sigma, predictionType);
   };
 }
