@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Peak memory vs video length (issue 5 item 7): runs the pipeline on the embedded tiny model for
-// 48 and 240 frames, each in a fresh child process, and prints peak RSS (VmHWM) side by side with
+// 48 and 240 frames, each in a fresh child process, and prints peak RSS (VmHWM) and the peak of the run's
+// CPU tensors above the loaded weights (the addon's allocator count, exact) side by side with
 // the ratio. On a CUDA device it also reports the CUDA allocator's peak. Steps are reduced (the
 // memory profile of a step does not depend on the step count); frames stream to a null sink.
 //
@@ -20,6 +21,8 @@ if (argv[0] === '--child') {
   const pipe = await lib.StreamingT2VPipeline.load({ device, verifyChecksums: false, loadEnhancer: enhance === '1' });
   const cuda = pipe.device.startsWith('cuda');
   if (cuda) await lib.resetPeakMemory(pipe.device);
+  const cpuBase = lib.cpuMemoryStats().allocated; // weights loaded; the run's own tensors come on top
+  lib.resetCpuPeakMemory();
   let count = 0;
   const t0 = performance.now();
   for await (const f of pipe.generate({ prompt: 'a red circle bouncing to the right on a blue background', numFrames: Number(frames), stage1: { steps: 3 }, stage2: { steps: 3 }, enhance: enhance === '1' ? { steps: 3 } : false })) {
@@ -29,8 +32,9 @@ if (argv[0] === '--child') {
   const stats = cuda ? await lib.cudaMemoryStats(pipe.device) : undefined;
   const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)[1]) * 1024;
+  const cpuPeak = lib.cpuMemoryStats().peakAllocated - cpuBase;
   pipe.dispose();
-  process.stdout.write(JSON.stringify({ frames: Number(frames), yielded: count, seconds, peakRss: hwm, cudaPeak: stats?.peakAllocated }) + '\n');
+  process.stdout.write(JSON.stringify({ frames: Number(frames), yielded: count, seconds, peakRss: hwm, cpuPeak, cudaPeak: stats?.peakAllocated }) + '\n');
   process.exit(0);
 }
 
@@ -52,6 +56,8 @@ console.table(
     seconds: r.seconds.toFixed(1),
     'peak RSS MiB': (r.peakRss / 2 ** 20).toFixed(1),
     'RSS vs first': (r.peakRss / base.peakRss).toFixed(3),
+    'CPU tensor peak MiB': (r.cpuPeak / 2 ** 20).toFixed(2),
+    'tensors vs first': (r.cpuPeak / base.cpuPeak).toFixed(3),
     ...(r.cudaPeak === undefined ? {} : { 'CUDA peak MiB': (r.cudaPeak / 2 ** 20).toFixed(1), 'CUDA vs first': (r.cudaPeak / base.cudaPeak).toFixed(3) }),
   })),
 );

@@ -25,7 +25,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for d in args.dirs:
-        for meta_path in sorted(glob.glob(os.path.join(d, "*.json")))[: args.limit]:
+        metas = sorted(glob.glob(os.path.join(d, "*.json")), key=lambda p: int(os.path.basename(p).split(".")[0]))
+        for meta_path in metas[: args.limit]:                # in prompt order (0, 1, 2, ..., not 0, 1, 10)
             meta = json.load(open(meta_path))
             h, w = meta["sizes"]["preview"]
             v = np.fromfile(meta_path[:-5] + ".rgb", dtype=np.uint8).reshape(-1, h, w, 3)

@@ -81,6 +81,19 @@ class DiffusionLossTest(unittest.TestCase):
         self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
 
 
+class EnhancerScheduleTest(unittest.TestCase):
+    def test_training_table_is_the_official_logsnr_cosine_interp_one(self):
+        # the same table as lib/schedulers/logsnr-cosine.ts (sigma_599 = 0.972363, sigma_0 = 0.001106 there):
+        # index 0 clean, 999 pure noise; a reversed table trains the enhancer on the wrong noise levels
+        from models.train import common
+        alphas, sigmas = common.logsnr_cosine_interp()
+        self.assertAlmostEqual(float(sigmas[599]), 0.972363, places=5)
+        self.assertAlmostEqual(float(sigmas[0]), 0.001106, places=5)
+        self.assertEqual(float(sigmas[999]), 1.0)
+        self.assertTrue(bool((sigmas[1:] >= sigmas[:-1]).all()))
+        self.assertTrue(torch.allclose(alphas ** 2 + sigmas ** 2, torch.ones(1000), atol=1e-6))
+
+
 class MergeDefaultsTest(unittest.TestCase):
     def test_overrides_are_deep_merged_and_unknown_keys_rejected(self):
         base = mf.defaults("tiny", 64, 128, [128, 128])

@@ -119,8 +119,10 @@ def logsnr_cosine_interp(n: int = 1000, scale_min: float = 2.0, scale_max: float
                          logsnr_min: float = -15.0, logsnr_max: float = 15.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(alphas, sigmas) [n] of MS-Vid2Vid-XL's schedule with zero terminal SNR (spec §1.9; lib/schedulers)."""
     u = torch.linspace(1, 0, n, dtype=torch.float64)
-    a = math.atan(math.exp(-0.5 * logsnr_max))
-    b = math.atan(math.exp(-0.5 * logsnr_min))
+    # index 0 is the cleanest, 999 pure noise (sigma = 1), as the official table and lib/schedulers; run 2's
+    # enhancer was trained with these two lines swapped (the table reversed) and came out unusable
+    a = math.atan(math.exp(-0.5 * logsnr_min))
+    b = math.atan(math.exp(-0.5 * logsnr_max))
     lam = -2.0 * torch.log(torch.tan(a + u * (b - a)))
     lam = u * (lam + 2 * math.log(1 / scale_min)) + (1 - u) * (lam + 2 * math.log(1 / scale_max))
     sig = torch.sqrt(torch.sigmoid(-lam))

@@ -12,7 +12,11 @@ AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weig
   encoder, on windows of the clips: CAM input = the window's first 8 frames as pixels (half of the time the VAE
   decode of their latents, which looks like generated frames), anchor = frame 0 of the clip. Dropout: 10 % caption
   and anchor together (the pipeline's unconditional half), 5 % each alone. The APM gates ``alpha`` start at 0
-  (as upstream) and learn at 20x the base rate: in recipe 1 they had not moved after 681 steps.
+  (as upstream) and learn at 20x the base rate: in recipe 1 they had not moved after 681 steps (run 2: |alpha|
+  up to 0.77). The CAM mergers' zero-initialised output projections have the same problem: after run 2's 1091
+  steps their weights averaged |w| = 0.005 and removing CAM changed the frames by < 1 grey level, so CAM was not
+  in use. ``merger_lr_mult`` (default 1 = run 2; ``--cam-lr-mult`` of models.train.all) gives the mergers a higher
+  rate; 10-20 is the next thing to try, untested so far.
 """
 import os
 import time
@@ -150,7 +154,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
 
 
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
-                 lr: float = 5e-4, alpha_lr_mult: float = 20.0, stop_at: Optional[int] = None) -> None:
+                 lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
+                 stop_at: Optional[int] = None) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring."""
     if os.path.exists(_finish_path(out, "stage2")):
         return
@@ -168,10 +173,13 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     model.cam.copy_from_unet(model.base_model)
     apm = APMImageEncoder(net.clip, net.resampler)
     alphas = [p for n, p in model.named_parameters() if n.endswith(".alpha")]
-    rest = [p for n, p in model.named_parameters() if not n.endswith(".alpha")] + list(apm.parameters())
+    mergers = [p for n, p in model.named_parameters() if "cross_attention_merger" in n]
+    rest = [p for n, p in model.named_parameters() if not n.endswith(".alpha") and "cross_attention_merger" not in n]
+    rest += list(apm.parameters())
     emas = {"model": C.EMA(model, 0.995), "apm": C.EMA(apm, 0.995)}
     loop = _Loop(out, "stage2", {"model": model, "apm": apm},
-                 [{"params": rest}, {"params": alphas, "lr_mult": alpha_lr_mult}], lr, 50, steps, budget_s,
+                 [{"params": rest}, {"params": alphas, "lr_mult": alpha_lr_mult},
+                  {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
     if loop.step == 0:
         loop.log.write(0, note=f"base UNet from stage 1; {len(missing)} new tensors (CAM mergers, APM mixers); "
