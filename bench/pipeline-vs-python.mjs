@@ -67,7 +67,7 @@ const pyRun = async (req) => {
 };
 
 // ---- Node pipeline ----
-const pipe = await StreamingT2VPipeline.load({ device: 'cpu', threads, loadEnhancer: enhance });
+const pipe = await StreamingT2VPipeline.load({ modelDir, device: 'cpu', threads, loadEnhancer: enhance });
 async function nodeRun(o) {
   const preview = [];
   const final = [];

@@ -53,7 +53,7 @@ const within = (d: { maxAbs: number; fraction: number }) => d.maxAbs <= TOL.maxA
 /** Runs the driver once per request in one process (models loaded once); returns the frames of each request. */
 async function runDriver(perturbs: readonly string[], dir: string): Promise<Frames[]> {
   const [s1, s2, s3] = WORK.steps;
-  const args = [DRIVER, '--serve', '--prompt', WORK.prompt, '--frames', `${WORK.frames}`, '--seed', `${WORK.seed}`, '--steps1', `${s1}`, '--steps2', `${s2}`,
+  const args = [DRIVER, '--serve', '--model-dir', join(ROOT, 'models', 'tiny'), '--prompt', WORK.prompt, '--frames', `${WORK.frames}`, '--seed', `${WORK.seed}`, '--steps1', `${s1}`, '--steps2', `${s2}`,
     '--steps3', `${s3}`, '--chunk-frames', `${WORK.chunkFrames}`, '--overlap-frames', `${WORK.overlapFrames}`, '--threads', `${WORK.threads}`];
   const child = spawn(PYTHON, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
@@ -87,7 +87,8 @@ describe.runIf(hasTorch)('Node pipeline vs the independent Python driver (same T
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'st2v-parity-'));
-    const pipe = await StreamingT2VPipeline.load({ device: 'cpu', threads: WORK.threads });
+    // models/tiny (epsilon-prediction stages 1-2, as the driver implements them), the driver's default directory too
+    const pipe = await StreamingT2VPipeline.load({ modelDir: join(ROOT, 'models', 'tiny'), device: 'cpu', threads: WORK.threads });
     try {
       const preview: Buffer[] = [];
       const final: Buffer[] = [];
