@@ -3,7 +3,7 @@ import json
 import math
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -66,29 +66,6 @@ def world_clips(rng: np.random.Generator, batch: int, frames: int, size: int = 6
         starts.append(t0)
     x = torch.from_numpy(np.stack(vids)).permute(0, 2, 1, 3, 4).contiguous()
     return x, [world.caption(s) for s in scenes], scenes, starts
-
-
-def world_clips_masks(rng: np.random.Generator, batch: int, frames: int, size: int = 64,
-                      t_range: Tuple[int, int] = (0, 400), anchor: bool = False):
-    """(video [B,3,F,size,size], latent loss weights [B,1,F,size/8,size/8] = 1 + 3·(object in the 8x8 cell),
-    captions, anchors [B,3,size,size] = frame 0 of each clip (or None))."""
-    vids, masks, caps, anchors = [], [], [], []
-    for _ in range(batch):
-        s = world.sample_scene(rng, WORLD)
-        f, m = world.render_with_masks(s, int(rng.integers(t_range[0], t_range[1] + 1)), frames, size)
-        vids.append(f)
-        masks.append(m)
-        caps.append(world.caption(s))
-        if anchor:
-            anchors.append(world.render_frame(s, 0, size))
-    x = torch.from_numpy(np.stack(vids)).permute(0, 2, 1, 3, 4).contiguous()
-    m = torch.from_numpy(np.stack(masks))[:, None]                       # [B,1,F,H,W]
-    w = 1.0 + 3.0 * F.max_pool3d(m, (1, 8, 8))
-    return x, w, caps, (torch.from_numpy(np.stack(anchors)) if anchor else None)
-
-
-def weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return ((pred - target).pow(2) * w).mean() / w.mean()
 
 
 def world_frames_masks(rng: np.random.Generator, batch: int, size: int = 64,
@@ -222,9 +199,54 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for g in opt.param_groups:
-        g["lr"] = lr
+class TrainLoop:
+    """The checkpointed, budget-limited optimisation loop every trainer uses: one step = ``step_fn()`` returning
+    (loss, extra log values). Per step: lr = lr_at(step) x the group's ``lr_mult``, backward, gradient clipping
+    at 1.0, optimizer step, EMA updates. Stops at ``steps``, at ``stop_at`` (replaying a budget-stopped run) or
+    when ``budget_s`` of wall clock (summed over resumes) is spent, and logs why. Checkpoints every
+    ``ckpt_every`` steps to ``<out>/ckpt_<name>.pt`` (modules, EMAs, optimizer, RNG states); resumes from it.
+    ``adam``: torch.optim.Adam, else AdamW without weight decay (the same update)."""
+
+    def __init__(self, out: str, name: str, mods: Dict[str, torch.nn.Module], params: List[dict], lr: float,
+                 warmup: int, steps: int, budget_s: float, stop_at: Optional[int], rng: np.random.Generator,
+                 emas: Optional[Dict[str, EMA]] = None, ckpt_every: int = 100, log_every: int = 20,
+                 adam: bool = False):
+        self.lr, self.warmup, self.steps, self.budget_s, self.stop_at = lr, warmup, steps, budget_s, stop_at
+        self.rng, self.emas, self.ckpt_every, self.log_every = rng, emas or {}, ckpt_every, log_every
+        self.opt = torch.optim.Adam(params, lr=lr) if adam else torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        self.params = [p for g in params for p in g["params"]]
+        self.mods = {**mods, **{f"ema_{k}": ema_module(e) for k, e in self.emas.items()}}
+        self.ck = os.path.join(out, f"ckpt_{name}.pt")
+        self.step, extra = load_checkpoint(self.ck, self.mods, self.opt, rng)
+        self.elapsed0, self.t_start = extra.get("elapsed", 0.0), time.time()
+        self.log = LossLog(os.path.join(out, "losses.jsonl"), name)
+
+    def run(self, step_fn: Callable[[], Tuple[torch.Tensor, Dict[str, float]]]) -> None:
+        run = 0.0
+        while self.step < self.steps:
+            if self.stop_at is not None and self.step >= self.stop_at:
+                self.log.write(self.step, note="stopped by --stop-at (replaying a budget-stopped run)")
+                break
+            if self.elapsed0 + time.time() - self.t_start > self.budget_s:
+                self.log.write(self.step, note="stopped by wall-clock budget")
+                break
+            base = lr_at(self.step, self.lr, self.warmup, self.steps)
+            for g in self.opt.param_groups:
+                g["lr"] = base * g.get("lr_mult", 1.0)
+            loss, info = step_fn()
+            self.opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            for k, e in self.emas.items():
+                e.update(self.mods[k], self.step)
+            self.step += 1
+            run = loss.item() if self.step == 1 else 0.95 * run + 0.05 * loss.item()
+            if self.step % self.log_every == 0 or self.step == 1:
+                self.log.write(self.step, loss=loss.item(), loss_avg=run, lr=base, **info)
+            if self.step % self.ckpt_every == 0:
+                save_checkpoint(self.ck, self.step, self.mods, self.opt, self.rng,
+                                {"elapsed": self.elapsed0 + time.time() - self.t_start})
 
 
 def upsample2x(video: torch.Tensor) -> torch.Tensor:

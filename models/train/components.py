@@ -5,32 +5,18 @@ Step counts are fixed (reproducible); ``budget_s`` is only a safety stop that is
 """
 import math
 import os
-import time
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..apm import APMImageEncoder
 from ..configs_aux import build_aux_model
-from ..configs_unet import get_config
-from ..stage2 import Stage2UNet
-from ..unet3d import UNet3DConditionModel
 from . import common as C
-
-
-def _frames(video: torch.Tensor) -> torch.Tensor:
-    b, c, f, h, w = video.shape
-    return video.transpose(1, 2).reshape(b * f, c, h, w)
 
 
 def _finish_path(out: str, name: str) -> str:
     return os.path.join(out, f"{name}.pt")
-
-
-def _over_budget(t_start: float, elapsed0: float, budget_s: float) -> bool:
-    return elapsed0 + time.time() - t_start > budget_s
 
 
 def load_vae(out: str):
@@ -60,23 +46,13 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
     vae = build_aux_model("vae", C.NET_CONFIG)
     with torch.no_grad():  # start nearly deterministic: Adam moves a bias by ~lr per step, too slow to get there
         vae.quant_conv.bias[4:].fill_(-8.0)
-    opt = torch.optim.Adam(vae.parameters(), lr=lr)
-    ck = os.path.join(out, "ckpt_vae.pt")
-    step, extra = C.load_checkpoint(ck, {"vae": vae}, opt, rng)
-    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "vae")
+    loop = C.TrainLoop(out, "vae", {"vae": vae}, [{"params": list(vae.parameters())}], lr, 50, steps, budget_s,
+                       stop_at, rng, ckpt_every=ckpt_every, log_every=100, adam=True)
     enc, dec = vae.encoder, vae.decoder
     n_lo = batch * 3 // 4
-    run = None
-    while step < steps:
-        if stop_at is not None and step >= stop_at:
-            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
-            break
-        if _over_budget(t_start, elapsed0, budget_s):
-            log.write(step, note="stopped by wall-clock budget")
-            break
-        C.set_lr(opt, C.lr_at(step, lr, 50, steps))
-        if step % 4 == 3:
+
+    def step():
+        if loop.step % 4 == 3:
             x, m = C.world_frames_masks(rng, 4, 64)
         else:
             lo, lm = C.world_frames_masks(rng, n_lo, 64)
@@ -85,25 +61,17 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
             x = torch.cat([lo[:, :, oy:oy + 32, ox:ox + 32], hi[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
             m = torch.cat([lm[:, :, oy:oy + 32, ox:ox + 32], hm[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
         wgt = 1.0 + object_weight * m      # the object is small but it is what the video is about
-        moments = vae.quant_conv(enc(x))
-        mean, logvar = moments.chunk(2, 1)
+        mean, logvar = vae.quant_conv(enc(x)).chunk(2, 1)
         logvar = logvar.clamp(-30, 20)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         rec = dec(vae.post_quant_conv(z))
         l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        loss = l1 + mse + kl_weight * kl
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
-        if step % 100 == 0 or step == 1:
-            log.write(step, loss=loss.item(), loss_avg=run, l1=l1.item(), mse=mse.item(), kl=kl.item())
-        if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, {"vae": vae}, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+        return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    loop.run(step)
+    step = loop.step
+    log = loop.log
     vae.eval()
     # fold the latent scale: mean' = k·mean, logvar' = logvar + 2 ln k, post_quant_conv(z'/k)
     with torch.no_grad():
@@ -137,38 +105,19 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
-    ck = os.path.join(out, "ckpt_vae_ft.pt")
-    step, extra = C.load_checkpoint(ck, {"vae": vae}, opt, rng)
-    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "vae_ft")
-    run = None
-    while step < steps:
-        if stop_at is not None and step >= stop_at:
-            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
-            break
-        if _over_budget(t_start, elapsed0, budget_s):
-            log.write(step, note="stopped by wall-clock budget")
-            break
-        C.set_lr(opt, C.lr_at(step, lr, 20, steps))
-        x, m = C.world_frames_masks(rng, 2, 128) if step % 4 == 3 else C.world_frames_masks(rng, batch, 64)
+    loop = C.TrainLoop(out, "vae_ft", {"vae": vae}, [{"params": params}], lr, 20, steps, budget_s, stop_at, rng,
+                       ckpt_every=ckpt_every, log_every=100, adam=True)
+
+    def step():
+        x, m = C.world_frames_masks(rng, 2, 128) if loop.step % 4 == 3 else C.world_frames_masks(rng, batch, 64)
         wgt = 1.0 + object_weight * m
         with torch.no_grad():
             mean, _ = vae.quant_conv(vae.encoder(x)).chunk(2, 1)
         rec = vae.decoder(vae.post_quant_conv(mean))
         l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
-        loss = l1 + mse
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
-        if step % 100 == 0 or step == 1:
-            log.write(step, loss=loss.item(), loss_avg=run, l1=l1.item(), mse=mse.item())
-        if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, {"vae": vae}, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+        return l1 + mse, {"l1": l1.item(), "mse": mse.item()}
+    loop.run(step)
     torch.save(vae.eval().state_dict(), final)
 
 
@@ -190,23 +139,12 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
     text = build_aux_model("openclip_text", C.NET_CONFIG)
     unet = build_aux_model("vid2vid_unet", C.NET_CONFIG)
     params = list(text.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    ema_u, ema_t = C.EMA(unet, 0.995), C.EMA(text, 0.995)
-    mods = {"unet": unet, "text": text, "ema_unet": C.ema_module(ema_u), "ema_text": C.ema_module(ema_t)}
-    ck = os.path.join(out, "ckpt_enhancer.pt")
-    step, extra = C.load_checkpoint(ck, mods, opt, rng)
-    elapsed0, t_start = extra.get("elapsed", 0.0), time.time()
-    log = C.LossLog(os.path.join(out, "losses.jsonl"), "enhancer")
+    emas = {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
+    loop = C.TrainLoop(out, "enhancer", {"unet": unet, "text": text}, [{"params": params}], lr, 30, steps, budget_s,
+                       stop_at, rng, emas, ckpt_every=ckpt_every)
     alphas, sigmas = C.logsnr_cosine_interp()
-    run = 0.0
-    while step < steps:
-        if stop_at is not None and step >= stop_at:
-            log.write(step, note="stopped by --stop-at (replaying a budget-stopped run)")
-            break
-        if _over_budget(t_start, elapsed0, budget_s):
-            log.write(step, note="stopped by wall-clock budget")
-            break
-        C.set_lr(opt, C.lr_at(step, lr, 30, steps))
+
+    def step():
         scenes, starts = [], []
         for _ in range(batch):
             scenes.append(C.world.sample_scene(rng, C.WORLD))
@@ -223,20 +161,9 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
         xt = a * z_in + s * torch.randn_like(z_in)
         v = unet(xt, t.float(), text(C.token_ids(caps, pad_id=0)))
         x0 = a * xt - s * v
-        loss = F.mse_loss(x0, z_tgt)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_u.update(unet, step)
-        ema_t.update(text, step)
-        step += 1
-        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-        if step % 20 == 0 or step == 1:
-            base = F.mse_loss(z_in, z_tgt).item()
-            log.write(step, loss=loss.item(), loss_avg=run, identity_mse=base, lr=opt.param_groups[0]["lr"])
-        if step % ckpt_every == 0:
-            C.save_checkpoint(ck, step, mods, opt, rng, {"elapsed": elapsed0 + time.time() - t_start})
+        return F.mse_loss(x0, z_tgt), {"identity_mse": F.mse_loss(z_in, z_tgt).item()}
+    loop.run(step)
+    ema_u, ema_t = emas["unet"], emas["text"]
     torch.save({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
 
 

@@ -19,12 +19,10 @@ AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weig
   rate; 10-20 is the next thing to try, untested so far.
 """
 import os
-import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..apm import APMImageEncoder
 from ..configs_aux import build_aux_model
@@ -33,7 +31,7 @@ from ..stage2 import Stage2UNet
 from ..unet3d import UNet3DConditionModel
 from . import common as C
 from . import latents as L
-from .components import _finish_path, _over_budget, load_vae
+from .components import _finish_path, load_vae
 
 MIN_SNR_GAMMA = 5.0
 #: What the stage-1/2 UNets predict (the exported manifest's scheduler configs say the same).
@@ -68,50 +66,6 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     return (per * (snr.clamp(max=MIN_SNR_GAMMA) + 1) / denom).mean()
 
 
-class _Loop:
-    """Checkpointed, budget-limited optimisation loop shared by the trainers (one step = ``step_fn()``)."""
-
-    def __init__(self, out: str, name: str, mods: Dict[str, torch.nn.Module], params: List[dict], lr: float,
-                 warmup: int, steps: int, budget_s: float, stop_at: Optional[int], rng: np.random.Generator,
-                 emas: Dict[str, "C.EMA"], ckpt_every: int = 100):
-        self.out, self.name, self.lr, self.warmup, self.steps = out, name, lr, warmup, steps
-        self.budget_s, self.stop_at, self.rng, self.emas, self.ckpt_every = budget_s, stop_at, rng, emas, ckpt_every
-        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        self.params = [p for g in params for p in g["params"]]
-        self.mods = {**mods, **{f"ema_{k}": C.ema_module(e) for k, e in emas.items()}}
-        self.ck = os.path.join(out, f"ckpt_{name}.pt")
-        self.step, extra = C.load_checkpoint(self.ck, self.mods, self.opt, rng)
-        self.elapsed0, self.t_start = extra.get("elapsed", 0.0), time.time()
-        self.log = C.LossLog(os.path.join(out, "losses.jsonl"), name)
-
-    def run(self, step_fn: Callable[[], Dict[str, float]]) -> None:
-        run = 0.0
-        while self.step < self.steps:
-            if self.stop_at is not None and self.step >= self.stop_at:
-                self.log.write(self.step, note="stopped by --stop-at (replaying a budget-stopped run)")
-                break
-            if _over_budget(self.t_start, self.elapsed0, self.budget_s):
-                self.log.write(self.step, note="stopped by wall-clock budget")
-                break
-            base = C.lr_at(self.step, self.lr, self.warmup, self.steps)
-            for g in self.opt.param_groups:
-                g["lr"] = base * g.get("lr_mult", 1.0)
-            loss, info = step_fn()
-            self.opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.opt.step()
-            for k, e in self.emas.items():
-                e.update(self.mods[k], self.step)
-            self.step += 1
-            run = loss.item() if self.step == 1 else 0.95 * run + 0.05 * loss.item()
-            if self.step % 20 == 0 or self.step == 1:
-                self.log.write(self.step, loss=loss.item(), loss_avg=run, lr=base, **info)
-            if self.step % self.ckpt_every == 0:
-                C.save_checkpoint(self.ck, self.step, self.mods, self.opt, self.rng,
-                                  {"elapsed": self.elapsed0 + time.time() - self.t_start})
-
-
 def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Tensor:
     if frozen:
         with torch.no_grad():
@@ -137,7 +91,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         text.eval().requires_grad_(False)
     emas = {"unet": C.EMA(unet, 0.995)} if more else {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
     params = list(unet.parameters()) + ([] if more else list(text.parameters()))
-    loop = _Loop(out, name, {"unet": unet, "text": text}, [{"params": params}], lr * (0.5 if more else 1.0),
+    loop = C.TrainLoop(out, name, {"unet": unet, "text": text}, [{"params": params}], lr * (0.5 if more else 1.0),
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
 
@@ -177,7 +131,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     rest = [p for n, p in model.named_parameters() if not n.endswith(".alpha") and "cross_attention_merger" not in n]
     rest += list(apm.parameters())
     emas = {"model": C.EMA(model, 0.995), "apm": C.EMA(apm, 0.995)}
-    loop = _Loop(out, "stage2", {"model": model, "apm": apm},
+    loop = C.TrainLoop(out, "stage2", {"model": model, "apm": apm},
                  [{"params": rest}, {"params": alphas, "lr_mult": alpha_lr_mult},
                   {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
