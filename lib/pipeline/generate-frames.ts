@@ -40,6 +40,21 @@ export function derivedSeeds(seed: number): { stage1: number; stage2: bigint; st
   return { stage1: seed, stage2: mix(2), stage3: mix(3), blend: mix(4) };
 }
 
+/** The official stage-3 start timestep (noise level 600, spec G11). */
+const OFFICIAL_STAGE3_START = 599;
+
+/**
+ * The factor the SDEdit latent z = α·x0 + σ·ε is multiplied by to start the VE-space solver.
+ * At the official start t0 = 599 it is σ_ve(t0) = σ/α, modelscope's quirk (spec G12), kept for parity: it
+ * equals the VP-consistent 1/α times σ_vp(599) ≈ 0.972. At any other start the VP-consistent 1/α is used:
+ * the quirk's extra factor σ_vp(t0) goes to 0 with the noise level (0.06 at t0 = 19), which would shrink
+ * the start latent and give dark, washed-out frames (measured on models/default: mean |final − preview|
+ * 71 grey levels at noise level 20 with the quirk).
+ */
+export function stage3StartScale(t0: number, alpha: number, sigmaVe: number): number {
+  return t0 === OFFICIAL_STAGE3_START ? sigmaVe : 1 / alpha;
+}
+
 /** Returns the CUDA caching allocator's free blocks to the driver (between stages, under a memory plan). No-op on CPU. */
 async function releaseCachedMemory(device: string, memory: RunMemorySettings): Promise<void> {
   if (memory.releaseCachedMemory && device.startsWith('cuda')) await emptyCache(device);
@@ -277,7 +292,7 @@ async function* enhance(models: PipelineModels, o: ResolvedGenerateOptions, inpu
     const denoise = createBlendedDenoiser((x, s) => chunkDenoise(x, s), { plan: chunkPlan, rng });
     const lat0 = scope.track(
       await sampleDpmpp2mSde(denoise, z, sigmas, {
-        inputScale: sigmas[0],
+        inputScale: stage3StartScale(t0, alpha, sigmas[0]!),
         noise: source.stepNoise(),
         signal,
         onStep: (s) => input.progress.step('stage3', 0, s.index, s.total),
