@@ -38,6 +38,10 @@ generate options:
   --state <dir>           persist the run after every window; rerun the same command to resume
   --fps <N>               output frame rate (default from the model, 8)
   --threads <N>           CPU threads (default: all cores)
+  --dtype <t>             float32 | float16 | bfloat16 for every network (default: the model's
+                          precision on CUDA, float32 on the CPU)
+  --vram-budget <GiB>     plan device memory for this budget (CFG split, offloading, VAE batch);
+                          prints the plan at the end unless --quiet
   --ffmpeg <path>         ffmpeg binary (default: $STREAMINGT2V_FFMPEG or ffmpeg on PATH)
   --quiet, -q             no progress output
 
@@ -67,6 +71,8 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   stateDir: '--state',
   fps: '--fps',
   threads: '--threads',
+  dtype: '--dtype',
+  vramBudget: '--vram-budget',
   ffmpegPath: '--ffmpeg',
   prompt: 'the prompt argument',
 };
@@ -83,6 +89,11 @@ function num(value: string | undefined, name: string, integer = true): number | 
   const shape = integer ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
   if (!shape.test(value) || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got "${value}"`);
   return n;
+}
+
+/** GiB (a decimal number) to whole bytes; undefined stays undefined (the library validates the result). */
+function gibToBytes(gib: number | undefined): number | undefined {
+  return gib === undefined ? undefined : Math.floor(gib * 2 ** 30);
 }
 
 function bar(e: ProgressEvent): string {
@@ -129,6 +140,8 @@ async function generate(args: string[]): Promise<number> {
       state: { type: 'string' },
       fps: { type: 'string' },
       threads: { type: 'string' },
+      dtype: { type: 'string' },
+      'vram-budget': { type: 'string' },
       ffmpeg: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
@@ -180,6 +193,8 @@ async function generate(args: string[]): Promise<number> {
     stateDir: values.state,
     fps: num(values.fps, 'fps', false),
     threads: num(values.threads, 'threads'),
+    dtype: values.dtype as LongVideoOptions['dtype'],
+    vramBudget: gibToBytes(num(values['vram-budget'], 'vram-budget', false)),
     ffmpegPath: values.ffmpeg,
     signal: controller.signal,
     onProgress:
@@ -195,6 +210,7 @@ async function generate(args: string[]): Promise<number> {
   try {
     const result = await generateLongVideo(options);
     if (tty && values.quiet !== true) process.stderr.write('\n');
+    if (result.memoryPlan !== undefined && values.quiet !== true) process.stderr.write(`${result.memoryPlan}\n`);
     process.stdout.write(
       `wrote ${result.files.join(', ') || '(no files)'}: ${result.frames.preview} preview frames, ${result.frames.final} final frames on ${result.device} in ${result.seconds.toFixed(1)} s\n`,
     );

@@ -74,7 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterDeviceFunctions(env, exports);
   RegisterCpuMemoryFunctions(env, exports);
   NativeModule::RegisterLoad(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));  // 2: NativeModule.moveTo/dtype, TF32
   // process.exit() does not run environment cleanup hooks, and C++ static destructors (libtorch,
   // oneDNN caches) would then run while a worker thread is still inside a forward: a heap
   // corruption or a deadlock at exit. The 'exit' event runs first, so stop this environment's

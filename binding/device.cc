@@ -1,5 +1,6 @@
 // Device and runtime information: CUDA availability/count, CUDA memory statistics, synchronize,
-// empty cache, libtorch version and build flags, intra-op thread count, live handle counts.
+// empty cache, libtorch version and build flags, intra-op thread count, TF32, live handle counts.
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/cuda.h>
@@ -91,6 +92,21 @@ void RegisterDeviceFunctions(Napi::Env env, Napi::Object exports) {
                 out.Set("mode", !executor ? "simple" : torch::jit::getProfilingMode() ? "profiling" : "legacy");
                 out.Set("optimize", JitOptimize());
                 return out;
+              }));
+  exports.Set("setAllowTf32", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Guard(info, "setAllowTf32", [&]() -> Napi::Value {
+                  if (!info[0].IsBoolean()) throw ArgError("Expected a boolean for `enabled`");
+                  // Process-wide flags read by the CUDA matmul (cuBLAS) and convolution (cuDNN) kernels
+                  // when they pick a math mode; no effect on CPU or on non-float32 tensors.
+                  bool enabled = info[0].As<Napi::Boolean>().Value();
+                  at::globalContext().setAllowTF32CuBLAS(enabled);
+                  at::globalContext().setAllowTF32CuDNN(enabled);
+                  return info.Env().Undefined();
+                });
+              }));
+  exports.Set("getAllowTf32", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                const at::Context& context = at::globalContext();
+                return Napi::Boolean::New(info.Env(), context.allowTF32CuBLAS() && context.allowTF32CuDNN());
               }));
   exports.Set("getNumThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), at::get_num_threads());

@@ -17,6 +17,42 @@ struct Loaded {
   std::shared_ptr<torch::jit::Module> module;
   c10::Device device = c10::kCPU;
   std::string path;
+  std::string dtype;   // see FloatingDType
+  std::string frozen;  // "freeze" / "optimize" / empty
+};
+
+// The dtype of the first floating-point parameter, else of the first floating-point buffer;
+// empty when the module has neither. Worker thread only (parameters may be changing).
+std::string FloatingDType(const torch::jit::Module& module) {
+  for (const at::Tensor& p : module.parameters()) {
+    if (p.is_floating_point()) return DTypeName(p.scalar_type());
+  }
+  for (const at::Tensor& b : module.buffers()) {
+    if (b.is_floating_point()) return DTypeName(b.scalar_type());
+  }
+  return "";
+}
+
+// Moves every parameter and buffer in place (set_data, as jit::Module::to does). Unlike
+// jit::Module::to(dtype), which casts every tensor, only floating-point ones change dtype:
+// integer buffers (position ids, counters) keep theirs, as torch.nn.Module.to does.
+// Worker thread only, with the same guards as loading (parameters must stay normal tensors).
+void PlaceModule(const torch::jit::Module& module, c10::Device device, c10::optional<c10::ScalarType> dtype) {
+  c10::InferenceMode normal_mode(false);
+  torch::NoGradGuard no_grad;
+  auto place = [&](const at::Tensor& t) {
+    c10::ScalarType type = dtype && t.is_floating_point() ? *dtype : t.scalar_type();
+    if (t.device() == device && t.scalar_type() == type) return;  // also skips tensors shared by submodules
+    t.set_data(t.to(device, type));
+  };
+  for (const at::Tensor& p : module.parameters()) place(p);
+  for (const at::Tensor& b : module.buffers()) place(b);
+}
+
+struct Moved {
+  c10::Device device = c10::kCPU;
+  std::string dtype;
+  c10::optional<NativeFailure> failure;  // set on the worker; the completion rejects with it
 };
 
 c10::TypePtr Unoptional(const c10::TypePtr& type) {
@@ -119,6 +155,8 @@ Napi::Function NativeModule::Init(Napi::Env env) {
   return DefineClass(env, "NativeModule",
                      {
                          InstanceMethod<&NativeModule::Forward>("forward"),
+                         InstanceMethod<&NativeModule::MoveTo>("moveTo"),
+                         InstanceAccessor<&NativeModule::DType>("dtype"),
                          InstanceAccessor<&NativeModule::Schema>("schema"),
                          InstanceAccessor<&NativeModule::Device>("device"),
                          InstanceAccessor<&NativeModule::Path>("path"),
@@ -135,8 +173,10 @@ NativeModule::NativeModule(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
   }
   Loaded* loaded = info[0].As<Napi::External<Loaded>>().Data();
   module_ = std::move(loaded->module);
-  device_ = loaded->device;
+  placement_->device = loaded->device;
+  placement_->dtype = loaded->dtype;
   path_ = loaded->path;
+  frozen_ = loaded->frozen;
   info.This().As<Napi::Object>().TypeTag(&kModuleTag);
 }
 
@@ -162,14 +202,16 @@ void NativeModule::RegisterLoad(Napi::Env env, Napi::Object exports) {
           torch::jit::GraphOptimizerEnabledGuard optimize_while_loading(true);
           auto module = std::make_shared<torch::jit::Module>(torch::jit::load(path, device));
           module->eval();
-          if (dtype) module->to(*dtype);
+          if (dtype) PlaceModule(*module, device, dtype);
+          // Before freezing: a frozen module has no parameters left, but its constants keep this dtype.
+          std::string module_dtype = FloatingDType(*module);
           if (freeze || optimize) {
             torch::jit::Module frozen = torch::jit::freeze(*module);
             if (optimize) frozen = torch::jit::optimize_for_inference(frozen);
             module = std::make_shared<torch::jit::Module>(std::move(frozen));
           }
           if (!module->find_method("forward")) throw ArgError(MakeString("TorchScript file ", path, " has no forward() method"));
-          return Loaded{module, device, path};
+          return Loaded{module, device, path, module_dtype, optimize ? "optimize" : freeze ? "freeze" : ""};
         },
         [](Napi::Env e, Loaded& loaded) -> Napi::Value {
           Napi::External<Loaded> external = Napi::External<Loaded>::New(e, &loaded);
@@ -182,6 +224,10 @@ Napi::Value NativeModule::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
     if (!module_) throw DisposedError(MakeString("Module used after dispose() (", path_, ")"));
+    if (!placement_->moving_to.empty()) {
+      throw ArgError(MakeString("Module ", path_, " is being moved to ", placement_->moving_to,
+                                "; await moveTo() before calling forward()"));
+    }
     torch::jit::Method method = module_->get_method("forward");
     const c10::FunctionSchema& schema = method.function().getSchema();
     const auto& args = schema.arguments();
@@ -213,7 +259,7 @@ Napi::Value NativeModule::Forward(const Napi::CallbackInfo& info) {
     stack.erase(stack.begin());  // Method::operator() re-inserts self
     auto module = module_;       // pins the module while the task runs, even if disposed meanwhile
     return SubmitValue<c10::IValue>(
-        env, device_, "forward",
+        env, placement_->device, "forward",
         [module, stack]() mutable {
           try {
             return module->get_method("forward")(std::move(stack));
@@ -240,7 +286,73 @@ Napi::Value NativeModule::Schema(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModule::Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), DeviceName(device_)); }
+Napi::Value NativeModule::MoveTo(const Napi::CallbackInfo& info) {
+  return AsyncGuard(info, "moveTo", [&]() -> Napi::Value {
+    if (!module_) throw DisposedError(MakeString("Module used after dispose() (", path_, ")"));
+    if (!frozen_.empty()) {
+      throw ArgError(MakeString("Module ", path_, " was loaded with `", frozen_,
+                                "`: its weights are inlined as graph constants and cannot be moved; "
+                                "load it again with the wanted { device, dtype } instead"));
+    }
+    if (!placement_->moving_to.empty()) {
+      throw ArgError(MakeString("Module ", path_, " is already being moved to ", placement_->moving_to,
+                                "; await that moveTo() before moving it again"));
+    }
+    if (!info[0].IsUndefined() && !info[0].IsObject()) throw ArgError("Expected a target object {device?, dtype?}");
+    TensorTarget target = ReadTarget(info[0]);  // unusable CUDA devices are rejected here, as in tensor to()
+    if (target.dtype && !c10::isFloatingType(*target.dtype)) {
+      throw ArgError(MakeString("Expected a floating-point dtype (float32, float16, bfloat16, float64) for `dtype` but received ",
+                                DTypeName(*target.dtype)));
+    }
+    c10::Device from = placement_->device;
+    c10::Device to = target.device.value_or(from);
+    if (to.is_cuda() && !to.has_index()) to.set_index(0);
+    c10::optional<c10::ScalarType> dtype = target.dtype;
+    c10::optional<c10::ScalarType> old_dtype;
+    if (!placement_->dtype.empty()) old_dtype = ParseDType(placement_->dtype);
+    auto module = module_;
+    auto placement = placement_;
+    std::string label = DeviceName(to) + (dtype ? " as " + DTypeName(*dtype) : "");
+    Napi::Value promise = SubmitValue<Moved>(
+        info.Env(), from, "moveTo",  // FIFO after every forward already queued on the current device
+        [module, from, to, dtype, old_dtype]() {
+          Moved moved;
+          try {
+            PlaceModule(*module, to, dtype);
+            moved.device = to;
+          } catch (...) {
+            moved.failure = CaptureCurrentException("moveTo");
+            // A failure part-way (e.g. out of memory on the target) leaves tensors on both sides:
+            // put everything back where it was, best effort, so the module stays usable.
+            try {
+              PlaceModule(*module, from, dtype ? old_dtype : c10::nullopt);
+            } catch (...) {
+            }
+            moved.device = from;
+          }
+          moved.dtype = FloatingDType(*module);
+          return moved;
+        },
+        [placement](Napi::Env e, Moved& moved) -> Napi::Value {
+          placement->device = moved.device;
+          placement->dtype = moved.dtype;
+          placement->moving_to.clear();
+          if (moved.failure) throw MakeJsError(e, *moved.failure);
+          return e.Undefined();
+        });
+    placement_->moving_to = label;  // only once the task is queued
+    return promise;
+  });
+}
+
+Napi::Value NativeModule::DType(const Napi::CallbackInfo& info) {
+  if (placement_->dtype.empty()) return info.Env().Null();
+  return Napi::String::New(info.Env(), placement_->dtype);
+}
+
+Napi::Value NativeModule::Device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), DeviceName(placement_->device));
+}
 Napi::Value NativeModule::Path(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), path_); }
 Napi::Value NativeModule::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !module_); }
 

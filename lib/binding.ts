@@ -52,9 +52,13 @@ export type NativeOutput = NativeTensor | number | boolean | string | null | Nat
 export interface NativeModule {
   readonly schema: NativeSchema;
   readonly device: string;
+  /** dtype of the floating-point parameters (else buffers); null when there are none. */
+  readonly dtype: DType | null;
   readonly path: string;
   readonly disposed: boolean;
   forward(inputs: NativeInput[] | Record<string, NativeInput>): Promise<NativeOutput>;
+  /** Moves parameters and buffers in place, on the executor of the current device. */
+  moveTo(target: NativeTarget): Promise<void>;
   dispose(): void;
 }
 
@@ -139,6 +143,8 @@ export interface NativeBinding {
   getNumThreads(): number;
   setJitMode(mode: 'profiling' | 'legacy' | 'simple', optimize: boolean): void;
   getJitMode(): { mode: 'profiling' | 'legacy' | 'simple'; optimize: boolean };
+  setAllowTf32(enabled: boolean): void;
+  getAllowTf32(): boolean;
   liveTensorCount(): number;
   pendingTasks(): number;
   memoryStats(device?: string): Promise<NativeMemoryStats>;
@@ -151,7 +157,7 @@ export interface NativeBinding {
 }
 
 /** The ABI the TS layer was written for; bumped together with binding/addon.cc. */
-const EXPECTED_ABI = 1;
+const EXPECTED_ABI = 2;
 
 /** Finds the package root (the directory holding our package.json) from this file. */
 function packageRoot(): string {

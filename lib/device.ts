@@ -9,7 +9,7 @@
  * ```
  */
 import { binding, type NativeCpuMemoryStats, type NativeMemoryStats, type NativeVersionInfo } from './binding.js';
-import { callNative, callNativeSync } from './errors.js';
+import { callNative, callNativeSync, InvalidArgumentError } from './errors.js';
 
 export type MemoryStats = NativeMemoryStats;
 export type TorchInfo = NativeVersionInfo;
@@ -51,6 +51,29 @@ export function setJitMode(mode: JitMode): void {
 /** The current TorchScript executor settings. */
 export function getJitMode(): JitMode {
   return binding().getJitMode();
+}
+/**
+ * Allows (or forbids) TF32 math for float32 matrix multiplications (cuBLAS) and convolutions
+ * (cuDNN) on CUDA. TF32 keeps float32 range but rounds the inputs of those kernels to a 10-bit
+ * mantissa, which is several times faster on Ampere and newer GPUs; the result differs from
+ * strict float32 by about 1e-3 relative. Process-wide. It has no effect on CPU, nor on
+ * float16/bfloat16/float64 tensors. libtorch 1.13's default: cuBLAS off, cuDNN on, so
+ * {@link tf32Enabled} reports `false` until `setTf32(true)`.
+ *
+ * @example
+ * ```ts
+ * setTf32(true); // before loading a float32 UNet on an A100
+ * ```
+ */
+export function setTf32(enabled: boolean): void {
+  if (typeof enabled !== 'boolean') {
+    throw new InvalidArgumentError(`Expected a boolean for \`enabled\` but received ${String(enabled)} of type ${typeof enabled}`);
+  }
+  callNativeSync(() => binding().setAllowTf32(enabled));
+}
+/** True when TF32 is allowed for both CUDA float32 matmuls and convolutions (see {@link setTf32}). */
+export function tf32Enabled(): boolean {
+  return binding().getAllowTf32();
 }
 /** The current intra-op thread count. */
 export function getNumThreads(): number {

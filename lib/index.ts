@@ -5,7 +5,7 @@
 export { Tensor, type TensorOptions, type ResizeMode, type DType } from './tensor.js';
 export { Generator } from './generator.js';
 export { TensorScope } from './tensor-scope.js';
-export { TorchModule, disposeOutput, type LoadModuleOptions, type ModuleInput, type ModuleOutput } from './module.js';
+export { TorchModule, disposeOutput, type LoadModuleOptions, type ModuleInput, type ModuleOutput, type ModuleTarget } from './module.js';
 export {
   cudaAvailable,
   cudaDeviceCount,
@@ -21,6 +21,8 @@ export {
   setNumThreads,
   setJitMode,
   getJitMode,
+  setTf32,
+  tf32Enabled,
   type JitMode,
   synchronize,
   torchInfo,

@@ -6,7 +6,10 @@
  *   `optimize_for_inference` results cannot be saved to disk);
  * - `forward(inputs)` takes positional (array) or named (object) inputs, checks them against the
  *   module's schema before anything is queued, and resolves with tensors, arrays (tuples/lists)
- *   or plain objects (dicts). Returned tensors belong to the caller.
+ *   or plain objects (dicts). Returned tensors belong to the caller;
+ * - `moveTo({ device, dtype })` moves the weights in place (e.g. to the GPU, or to bfloat16), and
+ *   `dtype` reports the weights' dtype; with the `castIO` load option, callers keep passing and
+ *   receiving float32 tensors whatever the module's dtype.
  *
  * @example
  * ```ts
@@ -18,6 +21,7 @@ import { existsSync, statSync } from 'node:fs';
 
 import { binding, type DType, type NativeInput, type NativeModule, type NativeOutput, type NativeSchema } from './binding.js';
 import { callNative, DisposedError, InvalidArgumentError, ModelLoadError, StreamingT2VError } from './errors.js';
+import { castInputs, castOutputToFloat32, forEachOutputTensor, isFloatingDType } from './module-cast.js';
 import { nativeOf, Tensor, wrap } from './tensor.js';
 
 /** Options for {@link TorchModule.load}. */
@@ -30,6 +34,39 @@ export interface LoadModuleOptions {
   freeze?: boolean;
   /** Freeze and run `optimize_for_inference` (CPU: may route Linear/Conv to oneDNN). Defaults to `false`. */
   optimize?: boolean;
+  /**
+   * Convert tensors at the module boundary, so callers can work in float32 whatever dtype the
+   * weights have (e.g. after `{ dtype: 'bfloat16' }` or {@link TorchModule.moveTo}):
+   * - every floating-point input tensor whose dtype differs from {@link TorchModule.dtype} is
+   *   converted to it before the call (the copies are disposed after the call, also on error);
+   * - every floating-point output tensor that is not float32 is converted to float32 (the
+   *   module's own output is disposed).
+   *
+   * Integer and bool tensors (token ids, masks) are never cast. The conversions run natively on
+   * the tensors' devices; they cost one copy per tensor. Does nothing for a module without
+   * floating-point weights (`dtype` null). Defaults to `false`.
+   *
+   * @example
+   * ```ts
+   * const unet = await TorchModule.load('unet.pt', { device: 'cuda', dtype: 'bfloat16', castIO: true });
+   * using eps = await unet.forwardTensor([latentsF32, t, ctxF32]); // float32 in, float32 out
+   * ```
+   */
+  castIO?: boolean;
+}
+
+/** Where {@link TorchModule.moveTo} puts the weights; omitted keys keep the current value. */
+export interface ModuleTarget {
+  /** `'cpu'`, `'cuda'` or `'cuda:N'`. */
+  device?: string;
+  /** A floating-point dtype for the floating-point parameters and buffers (integer buffers keep theirs). */
+  dtype?: DType;
+}
+
+const DEVICE_PATTERN = /^(cpu|cuda(:\d+)?)$/;
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : `${String(value)} of type ${typeof value}`;
 }
 
 /** A value passed to `forward`. */
@@ -57,11 +94,13 @@ function fromNativeOutput(value: NativeOutput): ModuleOutput {
 
 export class TorchModule implements Disposable {
   readonly #native: NativeModule;
+  readonly #castIO: boolean;
   /** The `forward` schema: argument names and TorchScript types (without `self`). */
   readonly schema: NativeSchema;
 
-  private constructor(native: NativeModule) {
+  private constructor(native: NativeModule, castIO: boolean) {
     this.#native = native;
+    this.#castIO = castIO;
     this.schema = native.schema;
   }
 
@@ -73,6 +112,9 @@ export class TorchModule implements Disposable {
     if (!existsSync(path) || !statSync(path).isFile()) {
       throw new ModelLoadError(path, `TorchScript file not found: ${path}`);
     }
+    if (opts.castIO !== undefined && typeof opts.castIO !== 'boolean') {
+      throw new InvalidArgumentError(`Expected a boolean for \`castIO\` but received ${describe(opts.castIO)}`);
+    }
     const options = {
       ...(opts.device === undefined ? {} : { device: opts.device }),
       ...(opts.dtype === undefined ? {} : { dtype: opts.dtype }),
@@ -80,7 +122,7 @@ export class TorchModule implements Disposable {
       optimize: opts.optimize ?? false,
     };
     try {
-      return new TorchModule(await callNative(() => binding().loadModule(path, options)));
+      return new TorchModule(await callNative(() => binding().loadModule(path, options)), opts.castIO ?? false);
     } catch (error) {
       if (error instanceof StreamingT2VError && (error.code === 'ERR_TORCH' || error.code === 'ERR_NATIVE')) {
         throw new ModelLoadError(path, `Cannot load TorchScript file ${path} (truncated, corrupt, or saved by a newer torch than this libtorch): ${error.message}`, {
@@ -96,9 +138,49 @@ export class TorchModule implements Disposable {
   get path(): string {
     return this.#native.path;
   }
-  /** The device it runs on. */
+  /** The device it runs on (during a {@link moveTo}, still the old one until the move completes). */
   get device(): string {
     return this.#native.device;
+  }
+  /**
+   * dtype of the weights: of the first floating-point parameter, else of the first floating-point
+   * buffer; `null` when the module has neither. Updated when a {@link moveTo} completes.
+   */
+  get dtype(): DType | null {
+    return this.#native.dtype;
+  }
+
+  /**
+   * Moves the parameters and buffers in place to another device and/or floating-point dtype
+   * (integer buffers keep their dtype). The move is queued behind every forward already queued on
+   * the current device, so those finish with the old weights first; until it settles, `forward()`
+   * and another `moveTo()` reject with {@link InvalidArgumentError}. Afterwards `device` and
+   * `dtype` report the new placement; pass tensors on the new device (and, without `castIO`, of
+   * the new dtype). On failure (e.g. out of memory on the target) the weights are put back.
+   *
+   * Rejects with {@link InvalidArgumentError} for a bad target, a CUDA device this process cannot
+   * use, or a module loaded with `freeze`/`optimize` (its weights are inlined as graph constants;
+   * load it again with `{ device, dtype }` instead), and with {@link DisposedError} after `dispose()`.
+   *
+   * @example
+   * ```ts
+   * await unet.moveTo({ device: 'cuda', dtype: 'float16' }); // stage 2 needs the GPU now
+   * await unet.moveTo({ device: 'cpu' });                    // and now it does not
+   * ```
+   */
+  async moveTo(target: ModuleTarget): Promise<void> {
+    if (this.#native.disposed) throw new DisposedError(`Module ${this.path}`);
+    if (target === null || typeof target !== 'object' || Array.isArray(target)) {
+      throw new InvalidArgumentError(`Expected an object { device?, dtype? } for \`target\` but received ${describe(target)}`);
+    }
+    const { device, dtype } = target;
+    if (device !== undefined && (typeof device !== 'string' || !DEVICE_PATTERN.test(device))) {
+      throw new InvalidArgumentError(`Expected 'cpu', 'cuda' or 'cuda:N' for \`device\` but received ${describe(device)}`);
+    }
+    if (dtype !== undefined && !isFloatingDType(dtype)) {
+      throw new InvalidArgumentError(`Expected 'float32', 'float16', 'bfloat16' or 'float64' for \`dtype\` but received ${describe(dtype)}`);
+    }
+    await callNative(() => this.#native.moveTo({ ...(device === undefined ? {} : { device }), ...(dtype === undefined ? {} : { dtype }) }));
   }
   /** Names of the `forward` inputs, in order. */
   get inputNames(): string[] {
@@ -111,6 +193,17 @@ export class TorchModule implements Disposable {
    */
   async forward(inputs: ModuleInput[] | Record<string, ModuleInput>): Promise<ModuleOutput> {
     if (this.#native.disposed) throw new DisposedError(`Module ${this.path}`);
+    const dtype = this.#castIO ? this.#native.dtype : null;
+    if (dtype === null) return this.#forward(inputs);
+    const temporaries: Tensor[] = [];
+    try {
+      return await castOutputToFloat32(await this.#forward(await castInputs(inputs, dtype, temporaries)));
+    } finally {
+      for (const t of temporaries) t.dispose();
+    }
+  }
+
+  async #forward(inputs: ModuleInput[] | Record<string, ModuleInput>): Promise<ModuleOutput> {
     let native: NativeInput[] | Record<string, NativeInput>;
     if (Array.isArray(inputs)) {
       native = inputs.map((v, i) => toNativeInput(v, this.schema.arguments[i]?.name ?? String(i)));
@@ -154,7 +247,5 @@ export class TorchModule implements Disposable {
 
 /** Disposes every tensor inside a forward output. */
 export function disposeOutput(out: ModuleOutput): void {
-  if (out instanceof Tensor) out.dispose();
-  else if (Array.isArray(out)) out.forEach(disposeOutput);
-  else if (out !== null && typeof out === 'object') Object.values(out).forEach(disposeOutput);
+  forEachOutputTensor(out, (t) => t.dispose());
 }

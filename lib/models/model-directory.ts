@@ -28,6 +28,12 @@ export interface LoadModelDirectoryOptions {
   verifyHashes?: boolean;
   /** Freeze each module at load time (see {@link TorchModule.load}). Defaults to `false`. */
   freeze?: boolean;
+  /** Per-role dtype, winning over `dtype` for that role. Example: `{ unet_stage1: 'float16' }`. Defaults to none. */
+  dtypes?: Partial<Record<ComponentRole, DType>>;
+  /** Per-role device, winning over `device` (e.g. components a memory plan keeps on the CPU at first). Defaults to none. */
+  devices?: Partial<Record<ComponentRole, string>>;
+  /** Load every module with `castIO` (see {@link TorchModule.load}): float inputs cast to its dtype, float outputs to float32. Defaults to `false`. */
+  castIO?: boolean;
 }
 
 const FLOAT_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
@@ -92,16 +98,23 @@ export class ModelDirectory implements Disposable, AsyncDisposable {
     if (opts.dtype !== undefined && !FLOAT_DTYPES.includes(opts.dtype)) {
       throw new InvalidArgumentError(`Expected a floating-point \`dtype\` (${FLOAT_DTYPES.join(', ')}) but received ${String(opts.dtype)}`);
     }
+    for (const [role, dtype] of Object.entries(opts.dtypes ?? {})) {
+      if (!FLOAT_DTYPES.includes(dtype)) {
+        throw new InvalidArgumentError(`Expected a floating-point \`dtypes.${role}\` (${FLOAT_DTYPES.join(', ')}) but received ${String(dtype)}`);
+      }
+    }
     const device = opts.device ?? 'cpu';
     const manifest = await readManifest(dir, { verifyHashes: opts.verifyHashes ?? true, requiredRoles: roles });
     const modules = new Map<ComponentRole, TorchModule>();
     try {
       for (const role of roles) {
         const entry = manifest.components[role] as ComponentEntry;
+        const dtype = opts.dtypes?.[role] ?? opts.dtype;
         const module = await TorchModule.load(entry.path, {
-          device,
-          ...(opts.dtype === undefined ? {} : { dtype: opts.dtype }),
+          device: opts.devices?.[role] ?? device,
+          ...(dtype === undefined ? {} : { dtype }),
           freeze: opts.freeze ?? false,
+          castIO: opts.castIO ?? false,
         });
         modules.set(role, module);
         checkModuleSchema(module, entry);

@@ -18,6 +18,7 @@ import { createBlendedDenoiser } from './blending.js';
 import { planStage2Windows, planStage3Chunks } from './chunk-plan.js';
 import { LongTermMemory, ShortTermMemory, serializeTensor } from './memory.js';
 import { NO_MEMORY_PLAN, type RunMemorySettings } from './memory-plan.js';
+import { placeForStage } from './placement.js';
 import type { PipelineModels } from './models.js';
 import { Pcg32 } from './prng.js';
 import { ProgressTracker } from './progress.js';
@@ -96,6 +97,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
 
   try {
     signal?.throwIfAborted();
+    await placeForStage(models, memory.placement?.stage1, device);
     const apm = models.module('apm_image_encoder');
     const encodeImage = (image: Tensor) => apm.forwardTensor([image]);
     const text = scope.track(await encodeCfgPair(o.prompt, o.negativePrompt, models.tokenize, models.module('text_encoder'), device));
@@ -104,6 +106,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
 
     if (resumed !== undefined) {
       // ---- resume: restore memories and RNG exactly; re-emit the preview frames already made ----
+      await placeForStage(models, memory.placement?.stage2, device);
       shortTerm.dispose();
       shortTerm = await ShortTermMemory.restore(
         { conditioningFrames: d.stage2.condFrames, frames: { data: resumed.memory, shape: resumed.memoryShape, dtype: 'float32' } },
@@ -132,6 +135,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
           onStep: (s) => progress.step('stage1', 0, s.index, s.total),
         }),
       );
+      await placeForStage(models, memory.placement?.stage2, device);
       const frame0 = scope.track(await video.narrow(2, 0, 1));
       const anchor = scope.track(await frame0.reshape([1, 3, height, width])); // frame 0 of stage 1, forever (G4)
       longTerm = await LongTermMemory.create(anchor, encodeImage);
@@ -188,6 +192,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     if (o.enhance === false) return;
     where.stage = 'stage3';
     where.window = 0;
+    await placeForStage(models, memory.placement?.stage3, device);
     await releaseCachedMemory(device, memory);
     yield* enhance(models, o, {
       frames: o.numFrames,

@@ -55,6 +55,8 @@ export interface LongVideoResult {
   seconds: number;
   /** Device used. */
   device: string;
+  /** The memory plan's report (`pipeline.memoryPlan.describe()`) when a `vramBudget` was given. */
+  memoryPlan?: string;
 }
 
 const OUTPUT_KEYS = ['output', 'previewOutput', 'pngDir', 'onFrame', 'fps', 'ffmpegPath', 'pipeline'];
@@ -151,7 +153,8 @@ export async function generateLongVideo(options: LongVideoOptions): Promise<Long
     if (options.pipeline === undefined) pipeline.dispose();
   }
   if (counts.preview === 0) throw new InvalidArgumentError('The run produced no frames');
-  return { frames: counts, files, seconds: (performance.now() - started) / 1000, device: pipeline.device };
+  const plan = pipeline.memoryPlan;
+  return { frames: counts, files, seconds: (performance.now() - started) / 1000, device: pipeline.device, ...(plan === undefined ? {} : { memoryPlan: plan.describe() }) };
 }
 
 /**

@@ -7,7 +7,7 @@
  *
  * Pure TypeScript (no native calls). The activation figures are ESTIMATES from conservative formulas
  * (memory-estimate.ts, {@link estimateActivation}), not measurements; weights are the files' sizes.
- * Offloading is planned, not applied: see TODO(offload) below.
+ * Offloading is applied by placement.ts (per-stage policy, CUDA only).
  *
  * @example
  * ```ts
@@ -107,6 +107,8 @@ export interface RunMemorySettings {
   readonly splitCfg: Readonly<Record<PlanStage, boolean>>;
   /** Return the CUDA caching allocator's free blocks to the driver between stages. */
   readonly releaseCachedMemory: boolean;
+  /** Per-stage residency to apply (policy 'per-stage' only): the components on the device while each stage runs. */
+  readonly placement?: Readonly<Record<PlanStage, readonly ComponentRole[]>> | undefined;
 }
 
 /** No plan: batched CFG everywhere, no cache release. @internal */
@@ -116,7 +118,8 @@ export const NO_MEMORY_PLAN: RunMemorySettings = { splitCfg: { stage1: false, st
 export function runMemorySettings(plan: MemoryPlan | undefined): RunMemorySettings {
   if (plan === undefined) return NO_MEMORY_PLAN;
   const s = plan.stages;
-  return { splitCfg: { stage1: s.stage1.splitCfg, stage2: s.stage2.splitCfg, stage3: s.stage3?.splitCfg ?? false }, releaseCachedMemory: true };
+  const placement = plan.policy === 'per-stage' ? { stage1: s.stage1.resident, stage2: s.stage2.resident, stage3: s.stage3?.resident ?? [] } : undefined;
+  return { splitCfg: { stage1: s.stage1.splitCfg, stage2: s.stage2.splitCfg, stage3: s.stage3?.splitCfg ?? false }, releaseCachedMemory: true, placement };
 }
 
 /** The per-stage choices a plan makes. */
@@ -164,9 +167,7 @@ function evaluate(input: MemoryPlanInput, stage: PlanStage, resident: readonly C
     stage,
     components,
     resident,
-    // TODO(offload): moving an offloaded component to the CPU and back needs a native
-    // `NativeModule.to(device)` (binding/module_handle.cc), which does not exist yet. Until it
-    // does, every component is loaded on the device and this list is what WOULD be offloaded.
+    // Applied by lib/pipeline/placement.ts (TorchModule.moveTo) under the 'per-stage' policy.
     offloaded: allRoles(input).filter((r) => !resident.includes(r)),
     splitCfg: choice.splitCfg,
     vaeFramesPerCall: choice.vaeFrames,
@@ -310,7 +311,7 @@ function describePlan(p: Omit<MemoryPlan, 'describe'>): string {
   if (p.stages.stage3 !== undefined) {
     lines.push(`  stage 3 also holds ${gib(p.stage3BytesPerFrame)} per video frame on the device: up to ${p.maxEnhancedFrames} enhanced frames fit`);
   }
-  if (p.policy === 'per-stage') lines.push('  offloading needs NativeModule.to (not yet available): all components are loaded on the device for now');
+  if (p.policy === 'per-stage') lines.push('  on CUDA the offloaded components are moved to the CPU when a stage starts and back when they are needed (weights cross PCIe at every stage change)');
   lines.push('  activations are conservative estimates (lib/pipeline/memory-estimate.ts), weights are the files\' sizes');
   return lines.join('\n');
 }
@@ -319,7 +320,7 @@ const DTYPE_BYTES: Readonly<Partial<Record<DType, number>>> = { float64: 8, floa
 
 /**
  * The planner input for a model directory: each component's file size (`manifest.files`) scaled from
- * its stored dtype to `dtype` (the pipeline's load dtype; default: as stored), and the stage shapes
+ * its stored dtype to its load dtype (`dtypes[role]`, else `dtype`; default: as stored), and the stage shapes
  * from the manifest defaults (stage 3 on the letterboxed canvas, the larger layout).
  *
  * @example
@@ -329,7 +330,14 @@ const DTYPE_BYTES: Readonly<Partial<Record<DType, number>>> = { float64: 8, floa
  */
 export function memoryPlanInputFromManifest(
   manifest: ModelManifest,
-  options: { budget: number; dtype?: DType | undefined; enhancer?: boolean | undefined; vaeFrames?: number | undefined },
+  options: {
+    budget: number;
+    dtype?: DType | undefined;
+    /** Per-role load dtypes (the pipeline's resolved compute dtypes), winning over `dtype`. */
+    dtypes?: Partial<Record<ComponentRole, DType>> | undefined;
+    enhancer?: boolean | undefined;
+    vaeFrames?: number | undefined;
+  },
 ): MemoryPlanInput {
   const enhancer = options.enhancer ?? true;
   const roles = [...STAGE_COMPONENTS.stage1, ...STAGE_COMPONENTS.stage2, ...(enhancer ? STAGE_COMPONENTS.stage3 : [])];
@@ -338,7 +346,8 @@ export function memoryPlanInputFromManifest(
     const entry = manifest.components[role];
     if (entry === undefined) throw new InvalidArgumentError(`${manifest.path} has no \`${role}\` component`);
     const stored = DTYPE_BYTES[entry.dtype] ?? 4;
-    const target = options.dtype === undefined ? stored : (DTYPE_BYTES[options.dtype] ?? stored);
+    const dtype = options.dtypes?.[role] ?? options.dtype;
+    const target = dtype === undefined ? stored : (DTYPE_BYTES[dtype] ?? stored);
     const bytes = manifest.files[entry.file]?.bytes ?? entry.parameters * stored;
     components[role] = { weightBytes: Math.ceil((bytes * target) / stored), dtypeBytes: target };
   }

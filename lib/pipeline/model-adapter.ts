@@ -79,11 +79,22 @@ function tokenizeWith(tok: ClipTokenizer): Tokenize {
   return (text, device) => Tensor.fromArray(BigInt64Array.from(tok.encode(text), (v) => BigInt(v)), [1, tok.maxLength], { device });
 }
 
-/** Loads a model directory for the pipeline. */
+/** The component roles the pipeline loads. */
+export function pipelineRoles(loadEnhancer: boolean): ComponentRole[] {
+  return loadEnhancer ? [...BASE_ROLES, ...ENHANCER_ROLES] : [...BASE_ROLES];
+}
+
+/**
+ * Loads a model directory for the pipeline. Every module is loaded with `castIO`: the stages keep float32
+ * tensors and each call casts to the module's dtype (`dtypes`, see precision.ts) and back.
+ */
 export async function loadPipelineModels(opts: {
   modelDir?: string;
   device: string;
-  dtype?: DType;
+  /** Compute dtype per role (resolved by precision.ts). */
+  dtypes?: Partial<Record<ComponentRole, DType>>;
+  /** Device per role at load (a per-stage memory plan starts the non-stage-1 components on the CPU). */
+  devices?: Partial<Record<ComponentRole, string>>;
   verifyChecksums: boolean;
   loadEnhancer: boolean;
 }): Promise<LoadedModels> {
@@ -91,10 +102,12 @@ export async function loadPipelineModels(opts: {
     throw new InvalidArgumentError(`Expected a directory path for \`modelDir\` but received ${String(opts.modelDir)}`);
   }
   const dir = resolve(opts.modelDir ?? defaultModelDir());
-  const roles = opts.loadEnhancer ? [...BASE_ROLES, ...ENHANCER_ROLES] : [...BASE_ROLES];
+  const roles = pipelineRoles(opts.loadEnhancer);
   const directory = await ModelDirectory.load(dir, {
     device: opts.device,
-    ...(opts.dtype === undefined ? {} : { dtype: opts.dtype }),
+    ...(opts.dtypes === undefined ? {} : { dtypes: opts.dtypes }),
+    ...(opts.devices === undefined ? {} : { devices: opts.devices }),
+    castIO: true,
     roles,
     verifyHashes: opts.verifyChecksums,
   });

@@ -16,13 +16,16 @@
  */
 import { cudaAvailable } from '../device.js';
 import { DisposedError, InvalidArgumentError } from '../errors.js';
-import { setNumThreads } from '../device.js';
+import { setNumThreads, setTf32 } from '../device.js';
 import type { DType } from '../tensor.js';
 import { readManifest } from '../models/manifest.js';
+import { COMPONENT_ROLES } from '../models/manifest-types.js';
 import { generateFrames } from './generate-frames.js';
-import { formatBytes, memoryPlanInputFromManifest, planMemory, runMemorySettings, STAGE_COMPONENTS, type MemoryPlan } from './memory-plan.js';
-import { defaultModelDir, loadPipelineModels, type LoadedModels } from './model-adapter.js';
-import type { StageDefaults } from './models.js';
+import { formatBytes, memoryPlanInputFromManifest, planMemory, runMemorySettings, type MemoryPlan } from './memory-plan.js';
+import { defaultModelDir, loadPipelineModels, pipelineRoles, type LoadedModels } from './model-adapter.js';
+import type { ComponentRole, StageDefaults } from './models.js';
+import { initialDevices } from './placement.js';
+import { checkComponentDtypes, COMPUTE_DTYPES, resolveComponentDtypes } from './precision.js';
 import { intOption, checkKeys, invalid, resolveGenerateOptions, type GenerateOptions } from './options.js';
 import type { GeneratedFrame } from './types.js';
 
@@ -32,8 +35,25 @@ export interface PipelineLoadOptions {
   modelDir?: string;
   /** 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. Default 'auto'. */
   device?: string;
-  /** Cast the networks to this dtype. Default: float32 (the official stage 2 runs in fp32). */
+  /**
+   * Run every network in this dtype ('float32', 'float16', 'bfloat16'). Default: on CUDA the manifest's
+   * official compute dtypes (`defaults.precision`: stage 1 and the enhancer UNet float16, stage 2 and the
+   * enhancer VAE float32), on the CPU float32 (float16 is refused on the CPU; bfloat16 works). Latents,
+   * sampler state and frames stay float32 whatever the networks run in. See `dtypes` for per-component choices.
+   */
   dtype?: DType;
+  /**
+   * Per-component dtype, winning over `dtype` for that component (roles as in the manifest, e.g.
+   * `unet_stage2`, `enhancer_vae_decoder`). Default: none.
+   * Example: `{ unet_stage2: 'float16' }` to run stage 2 in half precision on a GPU.
+   */
+  dtypes?: Partial<Record<ComponentRole, DType>>;
+  /**
+   * On CUDA, let float32 matmuls and convolutions use TF32 tensor cores (`setTf32`; process-wide, it stays
+   * set after the pipeline is disposed). Default true on CUDA (faster float32 stages on Ampere and later GPUs,
+   * with a 10-bit mantissa inside those products); no effect on the CPU. Pass false for full float32 products.
+   */
+  tf32?: boolean;
   /** libtorch intra-op threads (CPU). Default: all cores. */
   threads?: number;
   /** Check every file's sha256 against the manifest at load. Default true. */
@@ -51,7 +71,8 @@ export interface PipelineLoadOptions {
    * that would do. Activations are conservative estimates, weights the files' sizes. On CPU the budget
    * applies to the plan only: it is computed and applied the same way (the CFG split gives the same
    * frames), but no device memory is guarded (cap CPU tensors with `setCpuMemoryLimit`). The plan is
-   * for one run at a time: with `maxConcurrentRuns` > 1 each admitted run needs its own activations.
+   * for one run at a time: with `maxConcurrentRuns` > 1 each admitted run needs its own activations, and a
+   * plan that offloads components between stages (policy 'per-stage') requires `maxConcurrentRuns: 1` on CUDA.
    * Default: undefined (no planning). Example: `24 * 2 ** 30` for a 24 GiB GPU.
    */
   vramBudget?: number;
@@ -64,16 +85,19 @@ function boolOption(value: unknown, option: string, fallback: boolean): boolean 
 }
 
 /** The keys of {@link PipelineLoadOptions}. @internal */
-export const LOAD_OPTION_KEYS: readonly string[] = ['modelDir', 'device', 'dtype', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns', 'vramBudget'];
+export const LOAD_OPTION_KEYS: readonly string[] = ['modelDir', 'device', 'dtype', 'dtypes', 'tf32', 'threads', 'verifyChecksums', 'loadEnhancer', 'maxConcurrentRuns', 'vramBudget'];
 
-/** The memory plan of `options.vramBudget` (validated), read from the manifest before any model is loaded. */
-async function planFor(options: PipelineLoadOptions, loadEnhancer: boolean): Promise<MemoryPlan | undefined> {
-  if (options.vramBudget === undefined) return undefined;
-  const budget = intOption(options.vramBudget, 'vramBudget', 0, 1);
+/** Before any model is loaded: each component's compute dtype and the memory plan of `options.vramBudget`, from the manifest. */
+async function prepare(options: PipelineLoadOptions, device: string, loadEnhancer: boolean): Promise<{ dtypes: Record<ComponentRole, DType>; plan: MemoryPlan | undefined }> {
   if (options.modelDir !== undefined && (typeof options.modelDir !== 'string' || options.modelDir.length === 0)) invalid('a directory path', 'modelDir', options.modelDir);
-  const stages = loadEnhancer ? STAGE_COMPONENTS : { stage1: STAGE_COMPONENTS.stage1, stage2: STAGE_COMPONENTS.stage2 };
-  const manifest = await readManifest(options.modelDir ?? defaultModelDir(), { verifyHashes: false, requiredRoles: [...new Set(Object.values(stages).flat())] });
-  return planMemory(memoryPlanInputFromManifest(manifest, { budget, dtype: options.dtype, enhancer: loadEnhancer }));
+  if (options.dtype !== undefined && !COMPUTE_DTYPES.includes(options.dtype)) invalid(`one of ${COMPUTE_DTYPES.join(', ')}`, 'dtype', options.dtype);
+  const overrides = checkComponentDtypes(options.dtypes);
+  const budget = options.vramBudget === undefined ? undefined : intOption(options.vramBudget, 'vramBudget', 0, 1);
+  const roles = pipelineRoles(loadEnhancer);
+  const manifest = await readManifest(options.modelDir ?? defaultModelDir(), { verifyHashes: false, requiredRoles: roles });
+  const dtypes = resolveComponentDtypes(manifest, device, roles, { dtype: options.dtype, dtypes: overrides });
+  const plan = budget === undefined ? undefined : planMemory(memoryPlanInputFromManifest(manifest, { budget, dtypes, enhancer: loadEnhancer }));
+  return { dtypes, plan };
 }
 
 /** Makes the plan's stage-3 VAE frames per call the default `encodeBatch`/`decodeBatch` (explicit values win). @internal */
@@ -123,11 +147,19 @@ export class StreamingT2VPipeline implements AsyncDisposable {
     if (options.threads !== undefined) setNumThreads(intOption(options.threads, 'threads', 1, 1, 1024));
     const limit = intOption(options.maxConcurrentRuns, 'maxConcurrentRuns', 1, 1, 64);
     const loadEnhancer = boolOption(options.loadEnhancer, 'loadEnhancer', true);
-    const plan = await planFor(options, loadEnhancer);
+    const tf32 = boolOption(options.tf32, 'tf32', true);
+    const { dtypes, plan } = await prepare(options, device, loadEnhancer);
+    if (device.startsWith('cuda')) setTf32(tf32);
+    const placement = runMemorySettings(plan).placement;
+    if (placement !== undefined && device !== 'cpu' && limit > 1) {
+      invalid(`1 under a \`vramBudget\` that offloads components between stages (runs at different stages would move each other's weights)`, 'maxConcurrentRuns', limit);
+    }
+    const devices = initialDevices(placement?.stage1, device);
     const models = await loadPipelineModels({
       ...(options.modelDir === undefined ? {} : { modelDir: options.modelDir }),
       device,
-      ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+      dtypes,
+      ...(devices === undefined ? {} : { devices }),
       verifyChecksums: boolOption(options.verifyChecksums, 'verifyChecksums', true),
       loadEnhancer,
     });
@@ -142,6 +174,20 @@ export class StreamingT2VPipeline implements AsyncDisposable {
   get defaults(): StageDefaults {
     return this.#models.defaults;
   }
+  /**
+   * Where each loaded network is now and the dtype of its weights. Example (CUDA, default precision, a
+   * `vramBudget` that offloads): `{ unet_stage1: { device: 'cuda:0', dtype: 'float16' }, unet_stage2:
+   * { device: 'cpu', dtype: 'float32' }, … }` after load; a per-stage plan moves them as stages start.
+   */
+  get components(): Partial<Record<ComponentRole, { device: string; dtype: DType | null }>> {
+    this.#ensure();
+    return Object.fromEntries(
+      COMPONENT_ROLES.filter((r) => this.#models.has(r)).map((r) => {
+        const m = this.#models.module(r);
+        return [r, { device: m.device, dtype: m.dtype }];
+      }),
+    );
+  }
   /** The model directory this pipeline was loaded from. */
   get modelDir(): string {
     return this.#models.dir;
@@ -155,8 +201,9 @@ export class StreamingT2VPipeline implements AsyncDisposable {
    * offloaded components, the CFG split, the VAE frames per call and the estimated peak; `describe()`
    * gives a printable report. Runs apply the CFG split, the stage-3 VAE frames per call (as the default
    * `encodeBatch`/`decodeBatch`) and, on CUDA, release cached memory between stages, and refuse enhanced
-   * videos longer than `maxEnhancedFrames`. Offloading is not applied yet (it needs a native
-   * `NativeModule.to`): every component stays on the device. On CPU the budget applies to the plan only.
+   * videos longer than `maxEnhancedFrames`. Under the 'per-stage' policy on CUDA, the components a stage
+   * does not call wait on the CPU while it runs (`TorchModule.moveTo`; only stage 1's are on the device after
+   * load). On CPU the budget applies to the plan only.
    *
    * @example
    * ```ts

@@ -134,7 +134,7 @@ describe('help and usage errors', () => {
     const flags = [...block!.matchAll(/^\s+'?([\w-]+)'?: \{ type: '(?:string|boolean)'(?:, short: '(\w)')?/gm)].map((m) => ({ long: m[1]!, short: m[2] }));
     expect(flags.map((f) => f.long)).toEqual([
       'frames', 'out', 'preview-out', 'png', 'model', 'device', 'seed', 'negative', 'no-enhance', 'steps1', 'steps2', 'steps3',
-      'guidance1', 'guidance2', 'guidance3', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'ffmpeg', 'quiet',
+      'guidance1', 'guidance2', 'guidance3', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'dtype', 'vram-budget', 'ffmpeg', 'quiet',
     ]);
     for (const f of flags) {
       expect(r.stdout).toMatch(new RegExp(`--${f.long}(?![\\w-])`));
@@ -175,6 +175,10 @@ describe('help and usage errors', () => {
     ['--no-enhance with --steps3', ['generate', 'a cat', '--no-enhance', '--steps3', '2', '--out', 'OUT/x.mp4'], /--no-enhance conflicts with --steps3 \(stage-3 settings\)/],
     ['a whitespace prompt', ['generate', '   ', '--out', 'OUT/x.mp4'], /Expected a non-empty string for `prompt` but received "   " \(the prompt argument\)/],
     ['--threads 0', ['generate', 'a cat', '--threads', '0', '--out', 'OUT/x.mp4'], /for `threads` but received 0 of type number \(flag --threads\)/],
+    ['--dtype float16 on the CPU', ['generate', 'a cat', '--device', 'cpu', '--dtype', 'float16', '--out', 'OUT/x.mp4'], /Expected 'float32' or 'bfloat16' on the CPU .* for `dtype` but received "float16" \(flag --dtype\)/],
+    ['--dtype int8', ['generate', 'a cat', '--dtype', 'int8', '--out', 'OUT/x.mp4'], /Expected one of float32, float16, bfloat16, float64 for `dtype` but received "int8" \(flag --dtype\)/],
+    ['--vram-budget abc', ['generate', 'a cat', '--vram-budget', 'abc', '--out', 'OUT/x.mp4'], /--vram-budget expects a number, got "abc"/],
+    ['--vram-budget 0.0000001 (under the minimum)', ['generate', 'a cat', '--vram-budget', '0.0000001', '--out', 'OUT/x.mp4'], /for `vramBudget` but received 107 .*\(flag --vram-budget\)/],
   ];
   it.each(usage)('%s: exit 2 with a message, nothing written', async (_title, args, message) => {
     const out = mkdtempSync(join(work, 'usage-'));
@@ -244,6 +248,17 @@ describe.skipIf(!hasFfmpeg)('real runs on the tiny model', () => {
     expect(r.stderr).toBe('');
     expect(readdirSync(out)).toEqual(['p.mp4']);
     expect(probe(file)).toEqual({ frames: 20, width: 64, height: 64 });
+  });
+
+  it.skipIf(!hasFfprobe)('--vram-budget prints the memory plan after the run (and -q silences it)', async () => {
+    const out = join(work, 'vram');
+    const file = join(out, 'p.mp4');
+    const r = await cli(['generate', 'a red circle bouncing', '-n', '16', '--steps1', '2', '--threads', '1', '--no-enhance', '--vram-budget', '0.5', '-o', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/vramBudget 512\.0 MiB: all components resident; estimated peak .* \(the smallest workable budget is .*\)\n {2}stage1: CFG batched;/);
+    const q = await cli(['generate', 'a red circle bouncing', '-n', '16', '--steps1', '2', '--threads', '1', '--no-enhance', '--vram-budget', '0.5', '-q', '-o', file]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stderr).toBe('');
   });
 
   it.skipIf(!hasFfprobe)('without ffprobe these checks are skipped', () => {
