@@ -39,7 +39,8 @@ async function castInput(value: ModuleInput, dtype: DType, temporaries: Tensor[]
 }
 
 /**
- * Returns `inputs` with every floating tensor of another dtype replaced by a copy in `dtype`.
+ * Returns `inputs` with every floating tensor of another dtype replaced by a copy in `dtype`, except the
+ * inputs named in `keep` (positional inputs are named by `names`, the schema's argument names).
  * The copies are pushed onto `temporaries`, which the caller disposes after the call (also when
  * this function throws part-way). Anything that is not an array or a plain object is returned
  * as is, for `forward` to reject.
@@ -48,15 +49,17 @@ export async function castInputs(
   inputs: ModuleInput[] | Record<string, ModuleInput>,
   dtype: DType,
   temporaries: Tensor[],
+  keep: ReadonlySet<string> = new Set(),
+  names: readonly string[] = [],
 ): Promise<ModuleInput[] | Record<string, ModuleInput>> {
   if (Array.isArray(inputs)) {
     const out: ModuleInput[] = [];
-    for (const v of inputs) out.push(await castInput(v, dtype, temporaries));
+    for (const [i, v] of inputs.entries()) out.push(keep.has(names[i] ?? '') ? v : await castInput(v, dtype, temporaries));
     return out;
   }
   if (inputs === null || typeof inputs !== 'object' || inputs instanceof Tensor) return inputs;
   const out: Record<string, ModuleInput> = {};
-  for (const [k, v] of Object.entries(inputs)) out[k] = await castInput(v, dtype, temporaries);
+  for (const [k, v] of Object.entries(inputs)) out[k] = keep.has(k) ? v : await castInput(v, dtype, temporaries);
   return out;
 }
 

@@ -53,6 +53,11 @@ export interface LoadModuleOptions {
    * ```
    */
   castIO?: boolean;
+  /**
+   * With `castIO`: names of `forward` inputs that are never cast (they keep the dtype the caller passes),
+   * e.g. a float32 `timestep` that the network converts itself (manifest `fixed_dtype`). Defaults to none.
+   */
+  keepInputDtypes?: readonly string[];
 }
 
 /** Where {@link TorchModule.moveTo} puts the weights; omitted keys keep the current value. */
@@ -95,12 +100,14 @@ function fromNativeOutput(value: NativeOutput): ModuleOutput {
 export class TorchModule implements Disposable {
   readonly #native: NativeModule;
   readonly #castIO: boolean;
+  readonly #keep: ReadonlySet<string>;
   /** The `forward` schema: argument names and TorchScript types (without `self`). */
   readonly schema: NativeSchema;
 
-  private constructor(native: NativeModule, castIO: boolean) {
+  private constructor(native: NativeModule, castIO: boolean, keep: readonly string[] = []) {
     this.#native = native;
     this.#castIO = castIO;
+    this.#keep = new Set(keep);
     this.schema = native.schema;
   }
 
@@ -115,6 +122,10 @@ export class TorchModule implements Disposable {
     if (opts.castIO !== undefined && typeof opts.castIO !== 'boolean') {
       throw new InvalidArgumentError(`Expected a boolean for \`castIO\` but received ${describe(opts.castIO)}`);
     }
+    const keep = opts.keepInputDtypes;
+    if (keep !== undefined && (!Array.isArray(keep) || keep.some((k) => typeof k !== 'string'))) {
+      throw new InvalidArgumentError(`Expected an array of input names for \`keepInputDtypes\` but received ${describe(keep)}`);
+    }
     const options = {
       ...(opts.device === undefined ? {} : { device: opts.device }),
       ...(opts.dtype === undefined ? {} : { dtype: opts.dtype }),
@@ -122,7 +133,7 @@ export class TorchModule implements Disposable {
       optimize: opts.optimize ?? false,
     };
     try {
-      return new TorchModule(await callNative(() => binding().loadModule(path, options)), opts.castIO ?? false);
+      return new TorchModule(await callNative(() => binding().loadModule(path, options)), opts.castIO ?? false, opts.keepInputDtypes ?? []);
     } catch (error) {
       if (error instanceof StreamingT2VError && (error.code === 'ERR_TORCH' || error.code === 'ERR_NATIVE')) {
         throw new ModelLoadError(path, `Cannot load TorchScript file ${path} (truncated, corrupt, or saved by a newer torch than this libtorch): ${error.message}`, {
@@ -197,7 +208,7 @@ export class TorchModule implements Disposable {
     if (dtype === null) return this.#forward(inputs);
     const temporaries: Tensor[] = [];
     try {
-      return await castOutputToFloat32(await this.#forward(await castInputs(inputs, dtype, temporaries)));
+      return await castOutputToFloat32(await this.#forward(await castInputs(inputs, dtype, temporaries, this.#keep, this.inputNames)));
     } finally {
       for (const t of temporaries) t.dispose();
     }

@@ -115,6 +115,7 @@ export class ModelDirectory implements Disposable, AsyncDisposable {
           ...(dtype === undefined ? {} : { dtype }),
           freeze: opts.freeze ?? false,
           castIO: opts.castIO ?? false,
+          keepInputDtypes: entry.inputs.filter((t) => t.fixedDtype).map((t) => t.name),
         });
         modules.set(role, module);
         checkModuleSchema(module, entry);

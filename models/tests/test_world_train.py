@@ -107,3 +107,55 @@ class MergeDefaultsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CamInitTest(unittest.TestCase):
+    """Why run 2's CAM stayed unused, and the run-3 initialisation that opens the path (stages.init_frame_encoder)."""
+
+    @classmethod
+    def setUpClass(cls):
+        from models.configs_unet import get_config
+        from models.train import common as C
+        from models.train import latents as L
+        torch.manual_seed(0)
+        scenes, starts = L._plan(12, 5)
+        n = len(scenes)
+        cls.data = L.LatentSet(torch.zeros(n, 4, 16, 8, 8), torch.ones(n, 1, 16, 8, 8), torch.zeros(n, 3, 64, 64),
+                               scenes, starts)
+        cls.net = get_config(C.NET_CONFIG)
+        cls.frames = torch.stack([cls.data.render(i, 0, 1)[:, 0] for i in range(n)])   # [12, 3, 64, 64]
+
+    def _stage2(self):
+        from models.stage2 import Stage2UNet
+        return Stage2UNet(self.net).eval()
+
+    def _dependence(self, enc):
+        with torch.no_grad():
+            return float((enc(self.frames[:6]) - enc(self.frames[6:])).abs().mean())
+
+    def test_default_initialised_frame_encoder_hardly_sees_its_input(self):
+        enc = self._stage2().cam.controlnet_cond_embedding
+        enc.conv_out.reset_parameters()  # even with a non-zero conv_out (upstream: zero)
+        self.assertLess(self._dependence(enc), 1e-3)  # measured ~5e-5
+
+    def test_data_dependent_init_gives_an_input_dependent_output_of_the_target_scale(self):
+        enc = self._stage2().cam.controlnet_cond_embedding
+        dep = stages.init_frame_encoder(enc, self.data, np.random.default_rng(0), target_std=0.5, n=6)
+        self.assertGreater(dep, 0.1)  # measured 0.67 on the training set
+        self.assertGreater(self._dependence(enc), 0.1)
+
+    def test_cam_gain_is_zero_while_the_mergers_are_zero_and_not_after(self):
+        from models.train import common as C
+        model = self._stage2()
+        stages.init_frame_encoder(model.cam.controlnet_cond_embedding, self.data, np.random.default_rng(0), n=6)
+        z0 = torch.randn(4, 4, 16, 8, 8)
+        w = torch.ones(4, 1, 16, 8, 8)
+        ctx = torch.randn(4, 93, self.net.unet.cross_attention_dim)
+        cond = torch.stack([self.data.render(i, 0, 8) for i in range(4)])
+        ac = C.ddpm_alphas_cumprod()
+        self.assertEqual(stages.cam_gain(model, z0, w, ctx, cond, ac), 0.0)
+        for name, p in model.named_parameters():
+            if "merger" in name and "proj_out.weight" in name:
+                torch.nn.init.normal_(p, std=0.05)
+        self.assertNotEqual(stages.cam_gain(model, z0, w, ctx, cond, ac), 0.0)
+        self.assertFalse(model.training)  # cam_gain restores the mode it found

@@ -37,7 +37,8 @@ def _trainer(name: str):
 
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
-           "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult)] + what
+           "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
+           "--cam-init", args.cam_init, "--stage2-base", args.stage2_base] + what
     cmd += [f"--stop-at={s}" for s in args.stop_at]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -58,6 +59,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-enhancer", action="store_true", help="leave the stage-3 enhancer random")
     ap.add_argument("--cam-lr-mult", type=float, default=1.0,
                     help="learning-rate multiplier of the CAM mergers in stage 2 (run 2: 1; see stages.train_stage2)")
+    ap.add_argument("--cam-init", choices=["zero", "small"], default="zero",
+                    help="initialisation of the CAM frame encoder's conv_out in stage 2 (run 2: zero; see "
+                         "stages.train_stage2)")
+    ap.add_argument("--stage2-base", choices=["stage1", "stage1_more"], default="stage1",
+                    help="stage-1 result that starts the stage-2 UNet (run 2: stage1)")
     ap.add_argument("--collect", action="store_true", help="only (re)write weights.pt from the finished parts")
     ap.add_argument("--stop-at", action="append", default=[], metavar="COMPONENT=STEP",
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
@@ -70,7 +76,8 @@ def main(argv=None) -> int:
     steps = {k: max(1, int(v * args.steps_scale)) for k, v in STEPS.items()}
 
     def train(name: str) -> None:
-        extra = {"merger_lr_mult": args.cam_lr_mult} if name == "stage2" else {}
+        extra = ({"merger_lr_mult": args.cam_lr_mult, "cam_init": args.cam_init, "base": args.stage2_base}
+                 if name == "stage2" else {})
         _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name), **extra)
 
     if args.latents_part:

@@ -15,8 +15,17 @@ AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weig
   (as upstream) and learn at 20x the base rate: in recipe 1 they had not moved after 681 steps (run 2: |alpha|
   up to 0.77). The CAM mergers' zero-initialised output projections have the same problem: after run 2's 1091
   steps their weights averaged |w| = 0.005 and removing CAM changed the frames by < 1 grey level, so CAM was not
-  in use. ``merger_lr_mult`` (default 1 = run 2; ``--cam-lr-mult`` of models.train.all) gives the mergers a higher
-  rate; 10-20 is the next thing to try, untested so far.
+  in use. The cause: the conditioning frames reach the output only through the frame encoder E_cond (7 SiLU
+  convolutions, then the zero-initialised ``conv_out``) and the mergers' zero-initialised ``proj_out`` in series.
+  With PyTorch's default initialisation E_cond's output hardly depends on its input (measured: it changes by
+  8e-5 between different clips, against a CAM hidden state of ~0.75), and each zero layer's gradient is
+  proportional to the other's weights, so the mergers only learn to inject the CAM's copy of the noisy latents.
+  ``cam_init="small"`` (run 3, ``--cam-init small``) initialises E_cond from data instead (``init_frame_encoder``:
+  He-normal convolutions, ``conv_out`` rescaled to an output std of 0.5 on real frames); ``proj_out`` stays zero,
+  so the stage-2 UNet still starts as the stage-1 UNet. ``merger_lr_mult`` (``--cam-lr-mult``) raises the
+  mergers' rate. Every 100 steps ``cam_gain`` is logged: the loss at t = 700 with the conditioning frames of
+  another sample of the batch minus the loss with the right ones (same noise, eval mode): > 0 once CAM is used
+  (``python3 -m models.train.cam_probe`` measures it on a checkpoint or an exported model).
 """
 import os
 from typing import Callable, List, Optional
@@ -107,10 +116,66 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     torch.save(res, _finish_path(out, name))
 
 
+def init_frame_encoder(enc: torch.nn.Module, data: L.LatentSet, rng: np.random.Generator, target_std: float = 0.5,
+                       n: int = 8) -> float:
+    """Data-dependent initialisation of the CAM frame encoder E_cond (run 3; ``cam_init="small"``).
+
+    With PyTorch's default initialisation the 7 SiLU convolutions shrink the signal so much that E_cond's output
+    hardly depends on the frames (run 3, first attempt: the output changed by 8e-5 between different clips,
+    against a CAM hidden state of ~0.75), and with the upstream zero ``conv_out`` nothing reaches the mergers at
+    all. Here: He-normal weights and zero biases for the SiLU convolutions, a linear He-normal ``conv_out``
+    rescaled so that the output's standard deviation across ``n`` real clips' frames is ``target_std`` (of the
+    order of the hidden state it is added to). Returns the measured input dependence (mean |E(a) - E(b)| of two
+    different batches of frames) after the rescale."""
+    convs = [enc.conv_in, *enc.blocks]
+    for conv in convs:
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
+    torch.nn.init.kaiming_normal_(enc.conv_out.weight, nonlinearity="linear")
+    torch.nn.init.zeros_(enc.conv_out.bias)
+    ids = rng.integers(0, data.z.shape[0], size=2 * n)
+    frames = torch.stack([data.render(int(i), 0, 1)[:, 0] for i in ids])          # [2n, 3, 64, 64]
+    with torch.no_grad():
+        std = float(enc(frames[:n]).std(0).mean())
+        enc.conv_out.weight.mul_(target_std / max(std, 1e-8))
+        return float((enc(frames[:n]) - enc(frames[n:])).abs().mean())
+
+
+def cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: torch.Tensor, cond: torch.Tensor,
+             ac: torch.Tensor, t: int = 700) -> float:
+    """How much the stage-2 UNet uses its conditioning frames: the v-prediction loss (weighted as in
+    ``diffusion_loss``'s cells) at timestep ``t`` with each sample's conditioning frames replaced by the next
+    sample's, minus the loss with its own, on the same noise, in eval mode (the temporal convolutions' dropout
+    would otherwise make two calls differ). 0 when CAM is ignored, > 0 when it is used."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _cam_gain(model, z0, w, ctx, cond, ac, t)
+    finally:
+        model.train(was_training)
+
+
+def _cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: torch.Tensor, cond: torch.Tensor,
+              ac: torch.Tensor, t: int) -> float:
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(t)
+        noise = torch.randn(z0.shape, generator=g)
+        al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
+        zt, target = al * z0 + sg * noise, al * noise - sg * z0
+        tt = torch.full((z0.shape[0],), float(t))
+
+        def err(c: torch.Tensor) -> float:
+            return float((((model(zt, tt, ctx, c) - target) ** 2) * w).sum() / w.sum())
+        return err(cond.roll(1, 0)) - err(cond)
+
+
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
                  lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
-                 stop_at: Optional[int] = None) -> None:
-    """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring."""
+                 stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1") -> None:
+    """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
+    the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished)."""
+    if cam_init not in ("zero", "small"):
+        raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
     if os.path.exists(_finish_path(out, "stage2")):
         return
     rng = C.seed_all(seed)
@@ -121,10 +186,12 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     text = build_aux_model("clip_text", C.NET_CONFIG)
     text.load_state_dict(s1["text_encoder"])
     text.eval().requires_grad_(False)
+    unet_weights = torch.load(_finish_path(out, base), map_location="cpu")["unet_stage1"]
     model = Stage2UNet(net)
-    missing, unexpected = model.base_model.load_state_dict(s1["unet_stage1"], strict=False)
+    missing, unexpected = model.base_model.load_state_dict(unet_weights, strict=False)
     assert not unexpected, unexpected
     model.cam.copy_from_unet(model.base_model)
+    dep = init_frame_encoder(model.cam.controlnet_cond_embedding, data, rng) if cam_init == "small" else None
     apm = APMImageEncoder(net.clip, net.resampler)
     alphas = [p for n, p in model.named_parameters() if n.endswith(".alpha")]
     mergers = [p for n, p in model.named_parameters() if "cross_attention_merger" in n]
@@ -136,8 +203,9 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                   {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
     if loop.step == 0:
-        loop.log.write(0, note=f"base UNet from stage 1; {len(missing)} new tensors (CAM mergers, APM mixers); "
-                                f"{len(alphas)} APM gates")
+        loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
+                                f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
+                                f"merger lr x{merger_lr_mult}")
     ac = C.ddpm_alphas_cumprod()
     dec = vae.video_decoder()
 
@@ -158,7 +226,10 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         ctx = torch.cat([_text_cond(text, caps, True), apm(anchor)], 1)
         loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac)
         gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
-        return loss, {"apm_gate_abs": gate}
+        info = {"apm_gate_abs": gate}
+        if loop.step == 0 or (loop.step + 1) % 100 == 0:  # logged with steps 1, 100, 200, ...
+            info["cam_gain"] = cam_gain(model, z0, w, ctx, cond, ac)
+        return loss, info
     loop.run(step)
     torch.save({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
                _finish_path(out, "stage2"))

@@ -297,6 +297,32 @@ describe('castIO', () => {
   });
 });
 
+describe('castIO with keepInputDtypes (manifest fixed_dtype inputs)', () => {
+  // bfloat16 keeps 8 significant bits: between 512 and 1024 it steps by 4, so a float32 timestep of 601.9
+  // becomes 600 once cast. The networks convert the timestep themselves (sinusoidal features in float32),
+  // so keeping it float32 must change the output, casting it must not.
+  it('a kept input is passed as given; others are cast', async () => {
+    using kept = await TorchModule.load(tiny('unet_stage1.pt'), { castIO: true, dtype: 'bfloat16', keepInputDtypes: ['timestep'] });
+    using cast = await TorchModule.load(tiny('unet_stage1.pt'), { castIO: true, dtype: 'bfloat16' });
+    using sample = await Tensor.randn([1, 4, 2, 8, 8], 11);
+    using ctx = await Tensor.randn([1, 77, 64], 12);
+    using t600 = await Tensor.full([1], 600);
+    using t602 = await Tensor.full([1], 601.9);
+    const run = async (m: TorchModule, t: Tensor, named: boolean) => {
+      using out = await m.forwardTensor(named ? { sample, timestep: t, encoder_hidden_states: ctx } : [sample, t, ctx]);
+      expect(out.dtype).toBe('float32');
+      return values(out);
+    };
+    const maxAbs = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+    expect(maxAbs(await run(cast, t600, false), await run(cast, t602, false))).toBe(0);
+    expect(maxAbs(await run(kept, t600, false), await run(kept, t602, false))).toBeGreaterThan(0);
+    expect(maxAbs(await run(kept, t600, true), await run(kept, t602, true))).toBeGreaterThan(0);
+    await expect(TorchModule.load(fixture('affine.pt'), { castIO: true, keepInputDtypes: 'timestep' as never })).rejects.toThrow(
+      "Expected an array of input names for `keepInputDtypes` but received 'timestep'",
+    );
+  });
+});
+
 describe('TF32', () => {
   it('setTf32 round-trips and rejects non-booleans', () => {
     const initial = tf32Enabled();
