@@ -72,11 +72,16 @@ async function nodeRun(o) {
   const preview = [];
   const final = [];
   const t0 = performance.now();
+  const marks = [];
   for await (const f of pipe.generate({
     prompt, numFrames: o.frames, seed, stage1: { steps: o.steps1 }, stage2: { steps: o.steps2 }, enhance: enhance ? { steps: o.steps3 } : false,
-  })) (f.stage === 'preview' ? preview : final).push(Buffer.from(f.data));
+  })) {
+    // stage boundaries as the Python driver marks them: the first preview frame (stage 1 done), the last (stage 2 done)
+    if (f.stage === 'preview' && (f.index === 0 || f.index === o.frames - 1)) marks.push((performance.now() - t0) / 1000);
+    (f.stage === 'preview' ? preview : final).push(Buffer.from(f.data));
+  }
   const seconds = (performance.now() - t0) / 1000;
-  return { seconds, preview: Buffer.concat(preview), final: Buffer.concat(final) };
+  return { seconds, marks, preview: Buffer.concat(preview), final: Buffer.concat(final) };
 }
 
 const work = { frames, steps1, steps2, steps3 };
@@ -91,6 +96,10 @@ try {
   const pyS = [];
   let nodeFirst;
   let pyFirst;
+  const nodeStages = [];
+  const pyStages = [];
+  /** [stage 1, stage 2, stage 3] seconds from the two stage marks and the total. */
+  const stageTimes = (m, total) => [m[0], m[1] - m[0], total - m[1]];
   const nodeSame = [];
   const pySame = [];
   for (let r = 0; r < rounds; r++) {
@@ -99,12 +108,14 @@ try {
       if (side === 'node') {
         const res = await nodeRun(work);
         nodeS.push(res.seconds);
+        nodeStages.push(stageTimes(res.marks, res.seconds));
         if (nodeFirst === undefined) nodeFirst = res;
         else nodeSame.push(res.preview.equals(nodeFirst.preview) && res.final.equals(nodeFirst.final));
       } else {
         const out = join(tmp, `py${r}`);
         const res = await pyRun({ ...work, out });
         pyS.push(res.seconds);
+        pyStages.push(stageTimes(res.stage_marks, res.seconds));
         const got = { preview: readFileSync(join(out, 'preview.rgb')), final: enhance ? readFileSync(join(out, 'final.rgb')) : Buffer.alloc(0) };
         if (pyFirst === undefined) pyFirst = got;
         else pySame.push(got.preview.equals(pyFirst.preview) && got.final.equals(pyFirst.final));
@@ -141,6 +152,13 @@ try {
   console.log(`| Python driver (torch.jit) | ${pyS.map((s) => s.toFixed(2)).join(', ')} | ${mp.toFixed(2)} |`);
   console.log(`| **ratio node/python** (of the medians) | | **${(mn / mp).toFixed(3)}** |`);
   console.log(`| ratio node/python, median of the per-round ratios | ${nodeS.map((s, i) => (s / pyS[i]).toFixed(3)).join(', ')} | ${median(nodeS.map((s, i) => s / pyS[i])).toFixed(3)} |`);
+  console.log('\n| stage (median s) | Node | Python | node/python |');
+  console.log('|---|---|---|---|');
+  ['stage 1 (+ APM, first frames)', 'stage 2 windows', 'stage 3'].forEach((name, k) => {
+    const n = median(nodeStages.map((x) => x[k]));
+    const p = median(pyStages.map((x) => x[k]));
+    console.log(`| ${name} | ${n.toFixed(2)} | ${p.toFixed(2)} | ${(n / p).toFixed(3)} |`);
+  });
   console.log('\n| frames | bytes | max abs diff | differing bytes | tolerance | within |');
   console.log('|---|---|---|---|---|---|');
   let ok = true;

@@ -10,6 +10,10 @@ Usage::
         --modelscope-dir text-to-video-ms-1.7b --vid2vid-dir damo-video-to-video \\
         --dtype fp16 --device cuda --out models/full
 
+    # full-size networks with RANDOM weights and the tiny tokenizer: for benchmarks only (same shapes and FLOPs as
+    # the released networks, meaningless videos); 6.4 B parameters, about 12 GiB in fp16; --no-verify skips the checks
+    python3 -m models.export --config full --random-weights --dtype fp16 --device cuda --out /data/full-random
+
     # the operator list of libtorch 1.13 used by the op check (run once with torch 1.13)
     python3 -m models.export --write-op-list
 
@@ -33,6 +37,7 @@ from . import tokenizer as tk
 from .export_components import (RESOLUTIONS, as_tuple, aten_ops, build_from_checkpoints, build_random,
                                 component_specs, count_parameters, example_inputs, ops_missing_in_libtorch_113,
                                 script_module, write_libtorch_ops_file)
+from .fused_attention import enable_fused_attention, fused_attention_available
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -46,9 +51,7 @@ class ExportError(RuntimeError):
 def _load_tokenizer(config: str, modelscope_dir: Optional[str]) -> tk.ClipBPE:
     if modelscope_dir is not None:
         return tk.from_hf_dir(os.path.join(modelscope_dir, "tokenizer"))
-    if config != "tiny":
-        raise ExportError("--config full needs --modelscope-dir (tokenizer/ vocab.json + merges.txt)")
-    return tk.tiny_tokenizer()
+    return tk.tiny_tokenizer()  # the callers allow a full config without official weights only with --random-weights
 
 
 def _ddim_config(modelscope_dir: Optional[str]) -> dict:
@@ -103,21 +106,33 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
                      modelscope_dir: Optional[str] = None, vid2vid_dir: Optional[str] = None,
                      dtype: str = "fp32", device: str = "cpu", verify: bool = True, allow_new_ops: bool = False,
                      weights_file: Optional[str] = None, log=print, name: Optional[str] = None,
-                     defaults_override: Optional[dict] = None, prediction_type: Optional[str] = None) -> dict:
+                     defaults_override: Optional[dict] = None, prediction_type: Optional[str] = None,
+                     random_weights: bool = False, attention: str = "math") -> dict:
     """Write the model directory ``out_dir`` and return its manifest (see module docstring).
 
     Weights: random (``seed``), or ``weights_file`` (``{role: state_dict}``, our module names, strict), or the
     three official sources (all of ``streamingt2v_ckpt``, ``modelscope_dir``, ``vid2vid_dir``).
+    ``random_weights`` allows ``config='full'`` without the official weights: full-size random networks with the
+    tiny word-level tokenizer, for benchmarks only (the manifest's ``created_by.purpose`` says so).
+    ``attention``: "math" (matmul + softmax, loads in libtorch 1.13), "sdpa" (``scaled_dot_product_attention``,
+    fused kernels on CUDA; torch >= 2.0, and the manifest then says ``min_libtorch: "2.0"``), or "auto" (sdpa when
+    this torch has it).
     """
+    if attention not in ("math", "sdpa", "auto"):
+        raise ExportError(f"attention must be math, sdpa or auto, not {attention!r}")
+    fused = attention == "sdpa" or (attention == "auto" and fused_attention_available())
     weights = [streamingt2v_ckpt, modelscope_dir, vid2vid_dir]
     if weights_file is not None and any(w is not None for w in weights):
         raise ExportError("--weights and the official weight options are exclusive")
     if any(w is not None for w in weights) and not all(w is not None for w in weights):
         raise ExportError("give all of --streamingt2v-ckpt, --modelscope-dir, --vid2vid-dir, or none (random)")
     official = all(w is not None for w in weights)
-    if config == "full" and not official:
+    if random_weights and (official or weights_file is not None):
+        raise ExportError("--random-weights excludes --weights and the official weight options")
+    if config == "full" and not official and not random_weights:
         raise ExportError("--config full needs the official weights (--streamingt2v-ckpt, --modelscope-dir, "
-                          "--vid2vid-dir)")
+                          "--vid2vid-dir), or --random-weights for a benchmark-only directory")
+    benchmark_only = config != "tiny" and not official
     torch_dtype = DTYPES[dtype]
     if verify and device == "cpu" and torch_dtype != torch.float32:
         log(f"note: {dtype} forward checks are skipped on CPU (use --device cuda to run them)")
@@ -131,8 +146,10 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
         factories = _with_given_weights(factories, weights_file)
     vocab = max(tok.vocab.values()) + 1
     components: List[dict] = []
+    needs_2 = False
     for spec in component_specs(config):
         module = factories[spec.role]().eval().to(torch_dtype)
+        switched = enable_fused_attention(module) if fused else 0
         path = os.path.join(out_dir, spec.file)
         torch.jit.save(script_module(module.to("cpu")), path)
         loaded = torch.jit.load(path, map_location=device)
@@ -141,6 +158,9 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
             raise ExportError(f"{spec.role}: forward arguments {names} differ from the manifest")
         ops = aten_ops(loaded)
         missing = ops_missing_in_libtorch_113(ops)
+        needs_2 = needs_2 or bool(missing)
+        if fused:  # the one op fused attention adds is expected; the manifest says which libtorch it needs
+            missing = [op for op in missing if not op.startswith("aten::scaled_dot_product_attention")]
         if missing and not allow_new_ops:
             raise ExportError(f"{spec.role}: operators missing in libtorch 1.13: {missing} (the file would not load "
                               "there; avoid them, e.g. use_sdpa=False, or pass --allow-new-ops)")
@@ -155,7 +175,8 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
                  "example_dims": dict(spec.example_dims), "parameters": count_parameters(module),
                  "aten_ops": ops}
         components.append(entry)
-        log(f"{spec.file}: {entry['parameters']:,} parameters, {len(ops)} aten ops{note}")
+        fused_note = f", fused attention in {switched} layers" if switched else ""
+        log(f"{spec.file}: {entry['parameters']:,} parameters, {len(ops)} aten ops{fused_note}{note}")
         del module, loaded
 
     tok_files = [os.path.basename(p) for p in tk.write_tokenizer_files(tok, out_dir)]
@@ -165,10 +186,13 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
     manifest = {
         "format": mf.FORMAT,
         "format_version": mf.FORMAT_VERSION,
-        "name": name or config,
+        "name": name or (f"{config}-random" if benchmark_only else config),
         "created_by": {"tool": "python3 -m models.export", "torch": torch.__version__, "config": config,
                        "weights": "official" if official else (f"given ({os.path.basename(weights_file)})"
-                                                               if weights_file else f"random (seed {seed})")},
+                                                               if weights_file else f"random (seed {seed})"),
+                       **({"purpose": "benchmark only: full-size networks with random weights and the tiny "
+                                      "word-level tokenizer; the videos are noise"} if benchmark_only else {})},
+        **({"min_libtorch": "2.0"} if needs_2 else {}),
         "components": components,
         # stages 1-2: ModelScope CLIPTokenizer, pad = its pad_token; stage 3: open_clip.tokenize, pads with 0
         "tokenizers": {"text_encoder": dict(tokenizer_entry, pad_id=tok.pad_id),
@@ -206,6 +230,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--streamingt2v-ckpt", help="streaming_t2v.ckpt (PAIR/StreamingT2V)")
     parser.add_argument("--modelscope-dir", help="damo-vilab/text-to-video-ms-1.7b snapshot")
     parser.add_argument("--vid2vid-dir", help="damo/Video-to-Video v1.1.0 snapshot")
+    parser.add_argument("--random-weights", action="store_true", help="allow --config full without the official "
+                        "weights: random full-size networks + the tiny tokenizer, FOR BENCHMARKS ONLY")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="stored weight dtype")
     parser.add_argument("--device", default="cpu", help="device for the export checks (cpu, cuda, cuda:N)")
     parser.add_argument("--no-verify", action="store_true", help="skip the eager-vs-TorchScript forward checks")
@@ -215,6 +241,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "steps and guidance a trained tiny model was tuned with)")
     parser.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"],
                         help="what the stage-1/2 UNets predict (default: the checkpoint's, epsilon for ModelScope)")
+    parser.add_argument("--attention", choices=["auto", "math", "sdpa"], default="auto",
+                        help="attention kernels in the exported graphs: sdpa = F.scaled_dot_product_attention (fused "
+                        "on CUDA; the files then need libtorch >= 2.0), math = matmul + softmax (libtorch 1.13); "
+                        "auto = sdpa when this torch has it (default)")
     parser.add_argument("--write-op-list", action="store_true", help="write models/libtorch_1_13_ops.txt and exit")
     args = parser.parse_args(argv)
     if argv is None:
@@ -229,7 +259,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          args.vid2vid_dir, args.dtype, args.device, not args.no_verify, args.allow_new_ops,
                          weights_file=args.weights, name=args.name,
                          defaults_override=_read_json(args.defaults) if args.defaults else None,
-                         prediction_type=args.prediction_type)
+                         prediction_type=args.prediction_type, random_weights=args.random_weights,
+                         attention=args.attention)
     except (ExportError, FileNotFoundError, RuntimeError) as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1

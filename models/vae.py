@@ -59,10 +59,12 @@ class MidAttention(nn.Module):
     """
 
     max_scores: Final[int]
+    use_sdpa: Final[bool]
 
     def __init__(self, channels: int, groups: int, eps: float, max_scores: int):
         super().__init__()
         self.max_scores = max_scores
+        self.use_sdpa = False  # models.fused_attention switches it on before scripting (torch >= 2.0)
         self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
@@ -74,6 +76,11 @@ class MidAttention(nn.Module):
         n, c, h, w = x.shape
         t = self.group_norm(x).reshape(n, c, h * w).transpose(1, 2)
         q, k, v = self.to_q(t), self.to_k(t), self.to_v(t)
+        if self.use_sdpa:  # compile-time constant: not compiled when False (libtorch 1.13 has no SDPA)
+            out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C); fused kernels never form the scores
+            for layer in self.to_out:
+                out = layer(out)
+            return out.transpose(1, 2).reshape(n, c, h, w) + x
         scale = 1.0 / math.sqrt(c)
         per_item = max(1, (h * w) * (h * w))
         step = max(1, self.max_scores // per_item)

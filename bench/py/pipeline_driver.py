@@ -413,13 +413,16 @@ class Driver:
         ctx93 = torch.cat([ctx77, tokens], 1)
         plan = stage2_plan(n, d2["window_frames"], d2["conditioning_frames"])
         preview = [to_rgb(video)[: plan[0][1]]]
+        marks = [time.perf_counter()]  # stage 1 done (its frames exist), as the Node side's first preview frame
         cond8 = video[:, :, -d2["conditioning_frames"] :]
         for keep_start, keep_count in plan[1:]:
             win = self.stage2_window(ctx93, cond8, gen2, steps2, d2["guidance_scale"], d2["eta"])
             cond8 = win[:, :, -d2["conditioning_frames"] :]
             preview.append(to_rgb(win[:, :, keep_start : keep_start + keep_count]))
         preview = torch.cat(preview, 0)
+        marks.append(time.perf_counter())  # stage 2 done, as the Node side's last preview frame
         final = self.stage3(prompt, preview, seeds, steps3, chunk_frames, overlap_frames) if enhance else None
+        self.marks = marks
         return preview, final
 
 
@@ -465,7 +468,7 @@ def main():
             if final is not None:
                 with open(os.path.join(out, "final.rgb"), "wb") as f:
                     f.write(final.numpy().tobytes())
-        res = {"seconds": secs, "load_seconds": load_s, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        res = {"seconds": secs, "stage_marks": [m - t for m in drv.marks], "load_seconds": load_s, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "preview_shape": list(preview.shape), "final_shape": None if final is None else list(final.shape)}
         print(json.dumps(res), flush=True)
 

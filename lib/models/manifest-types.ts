@@ -159,6 +159,11 @@ export interface ModelManifest {
   readonly path: string;
   readonly formatVersion: number;
   readonly name: string;
+  /**
+   * The oldest libtorch (major.minor) that can load the files, when the exporter used newer ops (e.g. "2.0" for
+   * fused attention, `aten::scaled_dot_product_attention`); undefined when libtorch 1.13 can.
+   */
+  readonly minLibtorch?: string | undefined;
   readonly createdBy: Readonly<Record<string, unknown>>;
   /** Components by role (all ten unless `requiredRoles` allowed fewer). */
   readonly components: Readonly<Partial<Record<ComponentRole, ComponentEntry>>>;

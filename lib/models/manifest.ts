@@ -293,9 +293,13 @@ export async function readManifest(dir: string, opts: ReadManifestOptions = {}):
     return Object.freeze({ components: Array.isArray(comps) ? comps.map(String) : [], source: s.str('source'), license: s.str('license') });
   });
   const createdBy = f.raw('created_by');
+  const minLibtorch = f.raw('min_libtorch');
+  if (minLibtorch !== undefined && (typeof minLibtorch !== 'string' || !/^\d+\.\d+$/.test(minLibtorch))) {
+    throw new ManifestError(path, `${path}: \`min_libtorch\` must be a "major.minor" string, not ${JSON.stringify(minLibtorch)}. Re-export the directory.`);
+  }
 
   const manifest: ModelManifest = Object.freeze({
-    dir: root, path, formatVersion, name: f.str('name'),
+    dir: root, path, formatVersion, name: f.str('name'), ...(minLibtorch === undefined ? {} : { minLibtorch }),
     createdBy: Object.freeze(createdBy !== null && typeof createdBy === 'object' ? { ...(createdBy as Json) } : {}),
     components: Object.freeze(components), tokenizers, schedulers, defaults, sources: Object.freeze(sources), files: Object.freeze(files),
   });

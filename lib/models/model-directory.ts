@@ -11,7 +11,8 @@
  * @module
  */
 import type { DType } from '../binding.js';
-import { DisposedError, InvalidArgumentError, StreamingT2VError } from '../errors.js';
+import { torchInfo } from '../device.js';
+import { DisposedError, InvalidArgumentError, ModelLoadError, StreamingT2VError } from '../errors.js';
 import { TorchModule } from '../module.js';
 import { ManifestError } from './manifest-error.js';
 import { COMPONENT_ROLES, readManifest, type ComponentEntry, type ComponentRole, type ModelManifest } from './manifest.js';
@@ -65,6 +66,28 @@ export function checkModuleSchema(module: TorchModule, entry: ComponentEntry): v
   }
 }
 
+/** major.minor of a version string ("2.11.0+cu130" -> [2, 11]); [0, 0] when unreadable. */
+function majorMinor(version: string): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  return m === null ? [0, 0] : [Number(m[1]), Number(m[2])];
+}
+
+/**
+ * Throws {@link ModelLoadError} when the manifest's `min_libtorch` (files using ops newer than libtorch 1.13, e.g.
+ * fused attention) is newer than the running libtorch `torch` (e.g. "1.13.1"), before any file is read.
+ */
+export function checkLibtorchVersion(manifest: ModelManifest, torch: string): void {
+  if (manifest.minLibtorch === undefined) return;
+  const [needMajor, needMinor] = majorMinor(manifest.minLibtorch);
+  const [major, minor] = majorMinor(torch);
+  if (major > needMajor || (major === needMajor && minor >= needMinor)) return;
+  throw new ModelLoadError(
+    manifest.path,
+    `${manifest.dir} needs libtorch >= ${manifest.minLibtorch} (its files use newer operators, e.g. fused attention), but this addon runs libtorch ${torch}: ` +
+      're-export it with `python3 -m models.export --attention math`, or build the addon against torch >= ' + `${manifest.minLibtorch} (see README "How libtorch is found")`,
+  );
+}
+
 /** The manifest and the loaded components of a model directory. Dispose it to release all modules. */
 export class ModelDirectory implements Disposable, AsyncDisposable {
   /** The validated manifest. */
@@ -105,6 +128,7 @@ export class ModelDirectory implements Disposable, AsyncDisposable {
     }
     const device = opts.device ?? 'cpu';
     const manifest = await readManifest(dir, { verifyHashes: opts.verifyHashes ?? true, requiredRoles: roles });
+    checkLibtorchVersion(manifest, torchInfo().torch);
     const modules = new Map<ComponentRole, TorchModule>();
     try {
       for (const role of roles) {

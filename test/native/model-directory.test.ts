@@ -19,7 +19,9 @@ import {
   type ComponentEntry,
   type TensorSpec,
 } from '../../lib/models/manifest.js';
-import { ModelDirectory } from '../../lib/models/model-directory.js';
+import { checkLibtorchVersion, ModelDirectory } from '../../lib/models/model-directory.js';
+import type { ModelManifest } from '../../lib/models/manifest-types.js';
+import { torchInfo } from '../../lib/device.js';
 import { ClipTokenizer } from '../../lib/models/tokenizer.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -216,6 +218,27 @@ describe('model directory validation errors', () => {
     expect(err).toBeInstanceOf(ManifestError);
     expect((err as ManifestVersionError).formatVersion).toBe(2);
     expect((err as Error).message).toMatch(/format_version 2.*reads format_version ≤ 1.*Upgrade streamingt2v/);
+  });
+
+  it('min_libtorch newer than the running libtorch → ModelLoadError naming both and the fix, before any module is loaded; a malformed one → ManifestError', async () => {
+    const { dir, manifest, save } = copyTiny();
+    manifest.min_libtorch = '99.0';
+    save();
+    const err = await ModelDirectory.load(dir, { verifyHashes: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as Error).message).toBe(
+      `${dir} needs libtorch >= 99.0 (its files use newer operators, e.g. fused attention), but this addon runs libtorch ${torchInfo().torch}: ` +
+        're-export it with `python3 -m models.export --attention math`, or build the addon against torch >= 99.0 (see README "How libtorch is found")',
+    );
+    manifest.min_libtorch = 'two';
+    save();
+    await expect(ModelDirectory.load(dir, { verifyHashes: false })).rejects.toThrow(/`min_libtorch` must be a "major\.minor" string, not "two"/);
+    const m = { minLibtorch: '2.0', path: 'p', dir: 'd' } as unknown as ModelManifest;
+    expect(() => checkLibtorchVersion(m, '2.11.0+cu130')).not.toThrow();
+    expect(() => checkLibtorchVersion(m, '2.0.1')).not.toThrow();
+    expect(() => checkLibtorchVersion(m, '1.13.1')).toThrow(ModelLoadError);
+    expect(() => checkLibtorchVersion({ ...m, minLibtorch: '1.13' }, '1.13.0')).not.toThrow();
+    expect(() => checkLibtorchVersion({ ...m, minLibtorch: undefined }, '1.0.0')).not.toThrow();
   });
 
   it('unknown role, missing required role, bad scheduler config, unsafe path → ManifestError', async () => {
