@@ -5,7 +5,7 @@
 #   setup   node from .gpu/node.xz into /tmp/st2v-node (put first on PATH), node_modules/ and dist/ from .gpu/
 #   build   the addon with cmake-js, offline, against the torch of $TORCH_PYTHON (default python3) and $CUDA_HOME
 #   tiny    models/tiny exported with the device's torch when missing (kept in .gpu-work/models/tiny)
-#   tests   the vitest files with CUDA tests (quick: test/native/module.test.ts + test/pipeline/options.test.ts;
+#   tests   the vitest files with CUDA tests (quick: test/native/module{,-move}.test.ts, test/pipeline/{precision,options}.test.ts;
 #           full: + test/native, test/cli); without CUDA those tests are reported as skipped
 #   smoke   a tiny generation on CUDA (fp32 and fp16) and on CPU, frames compared (smoke.json)
 #   flops   FLOPs per UNet call at the full sizes (bench/py/unet_flops.py, torch >= 2.1) -> flops.json
@@ -163,8 +163,8 @@ fi
 # ---- tests ----
 if has_phase tests; then
   phase_start tests
-  files=(test/native/module.test.ts test/pipeline/options.test.ts)
-  [ "$QUICK" = 1 ] || files=(test/native test/pipeline/options.test.ts test/cli/cli.test.ts)
+  files=(test/native/module.test.ts test/native/module-move.test.ts test/pipeline/precision.test.ts test/pipeline/options.test.ts)
+  [ "$QUICK" = 1 ] || files=(test/native test/pipeline/precision.test.ts test/pipeline/options.test.ts test/cli/cli.test.ts)
   set +e
   "$NODE" node_modules/vitest/vitest.mjs run "${files[@]}" --reporter=default --reporter=json --outputFile="$OUT/tests.json"
   vrc=$?
