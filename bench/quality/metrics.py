@@ -11,6 +11,8 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
 * ``cuts``: scene cuts per video, AdaptiveDetector-style on HSV frame differences: content value = mean of the
   mean |dH|, |dS|, |dV| (OpenCV HSV, uint8 ranges) of consecutive frames; a cut is reported when the value is at
   least 3.0x the mean of the 2 frames before and after it, at least 15, and 15+ frames after the previous cut.
+* ``seam_ratio``: median frame difference across stage-2 window seams (frame 15 -> 16, 23 -> 24, ...) over the
+  median difference inside windows; 1 for a continuous video (true renders), > 1 when windows restart the scene.
 * ``motion``: mean absolute grey-level difference between consecutive frames (0-255); ``frozen``: fraction of
   frame pairs with difference < 0.5 (stagnation).
 * ``obj_speed``: median per-frame displacement (px at 64x64) of the main-object centroid (pixels of the prompt's
@@ -229,11 +231,15 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
         px = frames[sl][masks[sl]]
         return px.astype(np.float32).mean(0) if len(px) else None
     c0, c1 = mean_colour(slice(0, 8)), mean_colour(slice(t - 8, t))
+    # window seams: frames 16, 24, 32, ... start a new stage-2 window; fd[i] is the change from frame i to i+1
+    seams = np.arange(15, len(fd), 8)
+    inside = np.delete(fd, seams)
+    seam_ratio = float(np.median(fd[seams]) / max(np.median(inside), 1e-3)) if len(seams) and len(inside) else float("nan")
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
         "frames": t, "cuts": len(cuts), "cut_frames": cuts, "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
-        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
+        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio, "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
         "colour_ok": float(detected_colour == a.get("colour")), "shape_ok": float(detected_shape == a.get("shape")),
@@ -247,7 +253,7 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 
 
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
-KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
+KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
         "shape_ok", "dir_ok"]
 
 
