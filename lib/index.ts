@@ -103,7 +103,8 @@ export {
   type CallShape,
   type PlanStage,
 } from './pipeline/memory-plan.js';
-export { generateLongVideo, streamLongVideo, type LongVideoOptions, type LongVideoResult } from './pipeline/long-video.js';
+export { generateLongVideo, streamLongVideo, type LongVideoOptions, type LongVideoResult, type StreamLongVideoOptions } from './pipeline/long-video.js';
+export { readAhead, type ReadAheadOptions } from './pipeline/read-ahead.js';
 export type { GenerateOptions, EnhanceOptions } from './pipeline/options.js';
 export type { GeneratedFrame, FrameStage, ProgressEvent, ProgressPhase } from './pipeline/types.js';
 export * from './video/index.js';

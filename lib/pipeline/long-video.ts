@@ -20,8 +20,9 @@ import { InvalidArgumentError } from '../errors.js';
 import { readManifest } from '../models/manifest.js';
 import { FanoutSink, Mp4Sink, PngSequenceSink, locateFfmpeg, type FrameSink } from '../video/index.js';
 import { defaultModelDir, stageDefaults } from './model-adapter.js';
-import { RUN_OPTION_KEYS, checkKeys, invalid, numberOption, resolveGenerateOptions, type GenerateOptions } from './options.js';
+import { RUN_OPTION_KEYS, checkKeys, intOption, invalid, numberOption, resolveGenerateOptions, type GenerateOptions } from './options.js';
 import { LOAD_OPTION_KEYS, StreamingT2VPipeline, type PipelineLoadOptions } from './pipeline.js';
+import { readAhead } from './read-ahead.js';
 import type { FrameStage, GeneratedFrame } from './types.js';
 
 /** Options of {@link generateLongVideo}: the run, the model, and where the frames go. */
@@ -35,7 +36,10 @@ export interface LongVideoOptions extends GenerateOptions, PipelineLoadOptions {
   previewOutput?: string;
   /** Also write every frame as PNG into `<pngDir>/preview` and `<pngDir>/final`. Default none. */
   pngDir?: string;
-  /** Receives every frame (after the files). Awaited: a slow sink slows generation down. Default none. */
+  /**
+   * Receives every frame (after the files). Awaited: generation runs at most `readAhead` frames ahead of it,
+   * so a consistently slow `onFrame` still slows generation down. Default none.
+   */
   onFrame?: (frame: GeneratedFrame) => void | Promise<void>;
   /** Frames per second of the MP4 files. Default: the manifest's (official 8). */
   fps?: number;
@@ -43,6 +47,17 @@ export interface LongVideoOptions extends GenerateOptions, PipelineLoadOptions {
   ffmpegPath?: string;
   /** Use this loaded pipeline instead of loading one (it is not disposed). Default none. */
   pipeline?: StreamingT2VPipeline;
+  /**
+   * Frames buffered between generation and the outputs (an integer in [0, 4096]), so that writing
+   * (ffmpeg pipes, PNG encoding, `onFrame`) overlaps with the networks making the next frames instead
+   * of taking turns with them (lib/pipeline/read-ahead.ts). The run may be up to this many frames ahead
+   * of the files; RAM grows by at most this many frames (a 1280×720 final frame is 2.6 MiB). On abort
+   * or a source error the frames already generated are still written first; when a sink or `onFrame`
+   * fails, the run is aborted at its next network call and nothing more is generated. 0 turns it off
+   * (generation pauses while each frame is written). Default 8 (one stage-2 window's new frames).
+   * Example: `readAhead: 24` to absorb a slow `onFrame` upload.
+   */
+  readAhead?: number;
 }
 
 /** What {@link generateLongVideo} wrote. */
@@ -59,7 +74,10 @@ export interface LongVideoResult {
   memoryPlan?: string;
 }
 
-const OUTPUT_KEYS = ['output', 'previewOutput', 'pngDir', 'onFrame', 'fps', 'ffmpegPath', 'pipeline'];
+const OUTPUT_KEYS = ['output', 'previewOutput', 'pngDir', 'onFrame', 'fps', 'ffmpegPath', 'pipeline', 'readAhead'];
+/** Default of `readAhead`: one stage-2 window's new frames. */
+export const DEFAULT_READ_AHEAD = 8;
+const MAX_READ_AHEAD = 4096;
 const LOAD_KEYS = LOAD_OPTION_KEYS;
 const RUN_KEYS = RUN_OPTION_KEYS;
 
@@ -124,6 +142,7 @@ export async function generateLongVideo(options: LongVideoOptions): Promise<Long
   const defaults = options.pipeline?.defaults ?? stageDefaults(await readManifest(load.modelDir ?? defaultModelDir(), { verifyHashes: false }));
   resolveGenerateOptions(run, defaults, '');
   const fps = numberOption(options.fps, 'fps', defaults.fps, 0.1, 1000);
+  const ahead = intOption(options.readAhead, 'readAhead', DEFAULT_READ_AHEAD, 0, MAX_READ_AHEAD);
   const enhancing = run.enhance !== false;
   if (enhancing && options.pipeline === undefined && load.loadEnhancer === false) {
     throw new InvalidArgumentError('Expected `enhance: false` for a pipeline loaded with `loadEnhancer: false` but received enhancement options');
@@ -140,7 +159,7 @@ export async function generateLongVideo(options: LongVideoOptions): Promise<Long
     const built = await buildSinks(options, enhancing, fps);
     files = built.files;
     sink = built.sinks.length > 0 ? new FanoutSink(built.sinks) : undefined;
-    for await (const frame of pipeline.generate(run)) {
+    for await (const frame of framesAhead(pipeline, run, ahead)) {
       await sink?.write(frame);
       if (options.onFrame !== undefined) await options.onFrame(frame);
       counts[frame.stage]++;
@@ -158,21 +177,56 @@ export async function generateLongVideo(options: LongVideoOptions): Promise<Long
 }
 
 /**
+ * The run's frames through a read-ahead of `capacity` frames. With a read-ahead, the run gets its
+ * own AbortController (following the user's signal) so that a consumer that stops early (a failed
+ * sink) aborts the window in flight instead of waiting for frames nobody will read.
+ */
+function framesAhead(pipeline: StreamingT2VPipeline, run: GenerateOptions, capacity: number): AsyncGenerator<GeneratedFrame, void, undefined> {
+  if (capacity === 0) return pipeline.generate(run);
+  if (run.signal !== undefined && !(run.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', run.signal);
+  return (async function* () {
+    const stop = new AbortController();
+    const user = run.signal;
+    const follow = () => stop.abort(user?.reason);
+    user?.addEventListener('abort', follow, { once: true });
+    if (user?.aborted) follow();
+    try {
+      const frames = pipeline.generate({ ...run, signal: stop.signal });
+      yield* readAhead(frames, { capacity, onEarlyStop: () => stop.abort(new Error('The frame consumer stopped')) });
+    } finally {
+      user?.removeEventListener('abort', follow);
+    }
+  })();
+}
+
+/** Options of {@link streamLongVideo}: the run, the model, and an optional read-ahead. */
+export interface StreamLongVideoOptions extends GenerateOptions, PipelineLoadOptions {
+  /**
+   * Frames generated ahead of the consumer (an integer in [0, 4096]); see {@link LongVideoOptions.readAhead}.
+   * Default 0: strict backpressure, the run pauses while the consumer is busy, so a stream consumer
+   * (e.g. a network client) controls exactly how much is generated and held. Example: `readAhead: 8`.
+   */
+  readAhead?: number;
+}
+
+/**
  * The streaming form: loads a pipeline, yields frames as they are made (backpressure: the run
- * pauses while the consumer is busy), and disposes the pipeline when iteration ends.
+ * pauses while the consumer is busy, unless `readAhead` lets it run ahead), and disposes the
+ * pipeline when iteration ends.
  *
  * @example
  * ```ts
  * for await (const frame of streamLongVideo({ prompt, numFrames: 1200, enhance: false })) send(frame);
  * ```
  */
-export async function* streamLongVideo(options: GenerateOptions & PipelineLoadOptions): AsyncGenerator<GeneratedFrame, void, undefined> {
+export async function* streamLongVideo(options: StreamLongVideoOptions): AsyncGenerator<GeneratedFrame, void, undefined> {
   if (options === null || typeof options !== 'object') invalid('an options object', 'options', options);
-  checkKeys(options, [...RUN_KEYS, ...LOAD_KEYS], '');
+  checkKeys(options, [...RUN_KEYS, ...LOAD_KEYS, 'readAhead'], '');
+  const ahead = intOption(options.readAhead, 'readAhead', 0, 0, MAX_READ_AHEAD);
   const { run, load } = split(options as LongVideoOptions);
   const pipeline = await StreamingT2VPipeline.load(load);
   try {
-    yield* pipeline.generate(run);
+    yield* framesAhead(pipeline, run, ahead);
   } finally {
     pipeline.dispose();
   }
