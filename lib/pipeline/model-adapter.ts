@@ -95,6 +95,8 @@ export async function loadPipelineModels(opts: {
   dtypes?: Partial<Record<ComponentRole, DType>>;
   /** Device per role at load (a per-stage memory plan starts the non-stage-1 components on the CPU). */
   devices?: Partial<Record<ComponentRole, string>>;
+  /** Freeze every module at load (see TorchModule.load). Default false. */
+  freeze?: boolean;
   verifyChecksums: boolean;
   loadEnhancer: boolean;
 }): Promise<LoadedModels> {
@@ -108,6 +110,7 @@ export async function loadPipelineModels(opts: {
     ...(opts.dtypes === undefined ? {} : { dtypes: opts.dtypes }),
     ...(opts.devices === undefined ? {} : { devices: opts.devices }),
     castIO: true,
+    freeze: opts.freeze ?? false,
     roles,
     verifyHashes: opts.verifyChecksums,
   });

@@ -95,6 +95,7 @@ describe('pipeline dtypes on the CPU', () => {
     expect((await rejection(StreamingT2VPipeline.load({ device: 'cpu', modelDir: 'models/tiny', dtype: 'float16' }))).message).toMatch(/for `dtype` but received "float16"/);
     expect((await rejection(StreamingT2VPipeline.load({ device: 'cpu', modelDir: 'models/tiny', dtypes: { unet_stage3: 'bfloat16' } as never }))).message).toMatch(/for `dtypes\.unet_stage3`/);
     expect((await rejection(StreamingT2VPipeline.load({ device: 'cpu', modelDir: 'models/tiny', tf32: 'yes' as never }))).message).toBe('Expected a boolean for `tf32` but received "yes"');
+    expect((await rejection(StreamingT2VPipeline.load({ device: 'cpu', modelDir: 'models/tiny', freeze: 1 as never }))).message).toBe('Expected a boolean for `freeze` but received 1 of type number');
   });
 
   it.runIf(existsSync('models/default/manifest.json'))('bfloat16 UNets: the networks run in bfloat16, the frames stay close to float32 (closer than another seed)', async () => {
@@ -163,6 +164,11 @@ describe.runIf(cudaAvailable())('CUDA: precision and per-stage offloading (tiny 
     // (batch-1 vs batch-2 kernels round differently), so enhanced bytes may differ by a level or two
     expect(meanAbsDiff(a.filter((f) => f.stage === 'preview'), b.filter((f) => f.stage === 'preview'))).toBe(0);
     expect(meanAbsDiff(a.filter((f) => f.stage === 'final'), b.filter((f) => f.stage === 'final'))).toBeLessThan(0.5);
+  });
+
+  it('refuses freeze: true with a plan that offloads (frozen networks cannot move)', async () => {
+    const e = await rejection(StreamingT2VPipeline.load({ device: 'cuda', modelDir: 'models/tiny', verifyChecksums: false, vramBudget: minimum, freeze: true }));
+    expect(e.message).toMatch(/^Expected false under a `vramBudget` that offloads components between stages .* for `freeze` but received true/);
   });
 
   it('refuses maxConcurrentRuns > 1 with a plan that offloads', async () => {
