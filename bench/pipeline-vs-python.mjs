@@ -3,7 +3,7 @@
 // exported TorchScript files with the same algorithm and seeds, on the same device (CPU), same work.
 //
 //   npm run build && node bench/pipeline-vs-python.mjs [--frames 32] [--steps 10/10/6] [--threads 1] [--rounds 3]
-//                                                      [--seed 33] [--model DIR] [--no-enhance]
+//                                                      [--seed 33] [--model DIR] [--no-enhance] [--no-freeze]
 //
 // Both sides load their models once (not timed); each timed run is one whole generation (tokenization, stage 1,
 // stage-2 windows, stage 3, uint8 frames). Rounds alternate the order (N,P then P,N ...) so a drifting background
@@ -67,7 +67,10 @@ const pyRun = async (req) => {
 };
 
 // ---- Node pipeline ----
-const pipe = await StreamingT2VPipeline.load({ modelDir, device: 'cpu', threads, loadEnhancer: enhance });
+// `--no-freeze` loads the networks as they are; by default the Node side freezes them at load (the pipeline's
+// `freeze` option; loading is not timed), the Python driver does not.
+const freeze = !args.includes('--no-freeze');
+const pipe = await StreamingT2VPipeline.load({ modelDir, device: 'cpu', threads, loadEnhancer: enhance, freeze });
 async function nodeRun(o) {
   const preview = [];
   const final = [];
@@ -145,7 +148,7 @@ try {
   const torchVersion = spawnSync('/usr/bin/python3', ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim();
   console.log(`\nworkload: ${frames} frames, steps ${steps1}/${steps2}/${steps3}, seed ${seed}, ${enhance ? 'stage 3 on' : 'stage 3 off'}, ` +
     `CPU, threads ${threads} (Node ${getNumThreads()}, Python ${pyReady.threads}), ${rounds} alternating rounds after one untimed warm-up; ` +
-    `generation only (model loading excluded); Python torch ${torchVersion}\n`);
+    `generation only (model loading excluded); Node networks ${freeze ? 'frozen at load (freeze: true)' : 'not frozen'}; Python torch ${torchVersion}\n`);
   console.log('| side | runs (s) | median (s) |');
   console.log('|---|---|---|');
   console.log(`| Node pipeline (addon, libtorch) | ${nodeS.map((s) => s.toFixed(2)).join(', ')} | ${mn.toFixed(2)} |`);

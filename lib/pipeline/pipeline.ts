@@ -57,8 +57,10 @@ export interface PipelineLoadOptions {
   /**
    * Freeze every network at load (`torch.jit.freeze`: weights become graph constants, attribute lookups and
    * dead code go away). Measured on the CPU with the tiny networks (`bench/freeze.mjs`): a stage-2 UNet call takes
-   * 0.90-0.98x, an enhancer UNet call 0.80-0.99x the time; same results within float rounding. A frozen network cannot move between devices, so a
-   * `vramBudget` plan that offloads refuses `freeze: true`. Default: true on the CPU, false on CUDA (unmeasured there).
+   * 0.90-0.98x, an enhancer UNet call 0.80-0.99x the time, same results within float rounding; but freezing costs
+   * time at load (models/default: +5 s for stages 1-2, +7-8 s with the enhancer), so it pays off for long videos
+   * (240 frames) and not for short ones (48 frames). A frozen network cannot move between devices, so a
+   * `vramBudget` plan that offloads refuses `freeze: true`. Default false.
    */
   freeze?: boolean;
   /** libtorch intra-op threads (CPU). Default: all cores. */
@@ -162,7 +164,7 @@ export class StreamingT2VPipeline implements AsyncDisposable {
       invalid(`1 under a \`vramBudget\` that offloads components between stages (runs at different stages would move each other's weights)`, 'maxConcurrentRuns', limit);
     }
     const offloads = placement !== undefined && device !== 'cpu';
-    const freeze = boolOption(options.freeze, 'freeze', device === 'cpu');
+    const freeze = boolOption(options.freeze, 'freeze', false);
     if (freeze && offloads) {
       invalid('false under a `vramBudget` that offloads components between stages (frozen networks cannot move between devices)', 'freeze', freeze);
     }
