@@ -9,7 +9,9 @@ import type { DType } from './binding.js';
 import type { ModuleInput, ModuleOutput } from './module.js';
 import { Tensor } from './tensor.js';
 
-const FLOATING: ReadonlySet<DType> = new Set<DType>(['float32', 'float16', 'bfloat16', 'float64']);
+/** The floating-point dtypes (weights and activations); every other dtype passes through casts untouched. */
+export const FLOATING_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
+const FLOATING: ReadonlySet<DType> = new Set<DType>(FLOATING_DTYPES);
 
 /** True for float32, float16, bfloat16 and float64. */
 export function isFloatingDType(dtype: unknown): dtype is DType {

@@ -101,6 +101,8 @@ export class TorchModule implements Disposable {
   readonly #native: NativeModule;
   readonly #castIO: boolean;
   readonly #keep: ReadonlySet<string>;
+  /** `forward` input names, read once from the schema (every castIO call needs them). */
+  readonly #names: readonly string[];
   /** The `forward` schema: argument names and TorchScript types (without `self`). */
   readonly schema: NativeSchema;
 
@@ -109,6 +111,7 @@ export class TorchModule implements Disposable {
     this.#castIO = castIO;
     this.#keep = new Set(keep);
     this.schema = native.schema;
+    this.#names = this.schema.arguments.map((a) => a.name);
   }
 
   /** Loads a TorchScript file. Missing or corrupt files reject with {@link ModelLoadError} naming the file. */
@@ -208,7 +211,7 @@ export class TorchModule implements Disposable {
     if (dtype === null) return this.#forward(inputs);
     const temporaries: Tensor[] = [];
     try {
-      return await castOutputToFloat32(await this.#forward(await castInputs(inputs, dtype, temporaries, this.#keep, this.inputNames)));
+      return await castOutputToFloat32(await this.#forward(await castInputs(inputs, dtype, temporaries, this.#keep, this.#names)));
     } finally {
       for (const t of temporaries) t.dispose();
     }
@@ -219,7 +222,7 @@ export class TorchModule implements Disposable {
     if (Array.isArray(inputs)) {
       native = inputs.map((v, i) => toNativeInput(v, this.schema.arguments[i]?.name ?? String(i)));
     } else if (inputs !== null && typeof inputs === 'object' && !(inputs instanceof Tensor)) {
-      const known = new Set(this.inputNames);
+      const known = new Set(this.#names);
       native = {};
       for (const [k, v] of Object.entries(inputs)) {
         if (!known.has(k)) {

@@ -14,6 +14,7 @@ import type { DType } from '../binding.js';
 import { torchInfo } from '../device.js';
 import { DisposedError, InvalidArgumentError, ModelLoadError, StreamingT2VError } from '../errors.js';
 import { TorchModule } from '../module.js';
+import { FLOATING_DTYPES } from '../module-cast.js';
 import { ManifestError } from './manifest-error.js';
 import { COMPONENT_ROLES, readManifest, type ComponentEntry, type ComponentRole, type ModelManifest } from './manifest.js';
 
@@ -37,7 +38,7 @@ export interface LoadModelDirectoryOptions {
   castIO?: boolean;
 }
 
-const FLOAT_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
+const FLOAT_DTYPES = FLOATING_DTYPES;
 
 /**
  * Throws {@link ManifestError} (naming the file and the component) when the module's `forward` arguments or

@@ -18,10 +18,11 @@
  */
 import type { DType } from '../binding.js';
 import { COMPONENT_ROLES, type ComponentRole, type ModelManifest } from '../models/manifest-types.js';
+import { FLOATING_DTYPES } from '../module-cast.js';
 import { invalid } from './options.js';
 
 /** Floating dtypes a component may run in. */
-export const COMPUTE_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
+export const COMPUTE_DTYPES: readonly DType[] = FLOATING_DTYPES;
 
 /** The `defaults.precision` key (official compute groups) each role belongs to. */
 export const PRECISION_GROUP: Readonly<Record<ComponentRole, string>> = {

@@ -23,6 +23,7 @@ from ..configs_unet import get_config
 from ..stage2 import Stage2UNet
 from . import common as C
 from . import latents as L
+from . import stages as S
 
 
 def _models_from_dir(model_dir: str):
@@ -49,20 +50,10 @@ def probe(unet, text, apm, data: L.LatentSet, timesteps, batch: int = 16, seed: 
     with torch.no_grad():
         cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
         ctx = torch.cat([text(C.token_ids(data.captions(ids))), apm(data.anchor[torch.from_numpy(ids)])], 1)
-        for t in timesteps:
-            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t))
-            al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
-            zt, target = al * z0 + sg * noise, al * noise - sg * z0
-            tt = torch.full((batch,), float(t))
-
-            def err(c, frames):
-                e = ((unet(zt, tt, ctx, c) - target) ** 2 * w)[:, :, frames]
-                return float(e.sum() / w[:, :, frames].sum())
-            row = {}
-            for part, frames in (("first8", slice(0, 8)), ("last8", slice(8, 16))):
-                own, swapped = err(cond, frames), err(cond.roll(1, 0), frames)
-                row[part] = {"own": round(own, 5), "swapped": round(swapped, 5), "gain": round(swapped - own, 5)}
-            res[str(t)] = row
+    for t in timesteps:
+        errors = S.cond_swap_errors(unet, z0, w, ctx, cond, ac, t, {"first8": slice(0, 8), "last8": slice(8, 16)})
+        res[str(t)] = {part: {"own": round(own, 5), "swapped": round(swapped, 5), "gain": round(swapped - own, 5)}
+                       for part, (own, swapped) in errors.items()}
     return res
 
 

@@ -28,7 +28,7 @@ AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weig
   (``python3 -m models.train.cam_probe`` measures it on a checkpoint or an exported model).
 """
 import os
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -141,6 +141,27 @@ def init_frame_encoder(enc: torch.nn.Module, data: L.LatentSet, rng: np.random.G
         return float((enc(frames[:n]) - enc(frames[n:])).abs().mean())
 
 
+def cond_swap_errors(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: torch.Tensor,
+                     cond: torch.Tensor, ac: torch.Tensor, t: int,
+                     parts: Optional[Dict[str, slice]] = None) -> Dict[str, Tuple[float, float]]:
+    """The cell-weighted v-prediction error at timestep ``t`` (noise seeded by ``t``) with each sample's own
+    conditioning frames and with the next sample's (``cond.roll(1, 0)``), per frame range of ``parts``
+    (default: all frames): ``{part: (own, swapped)}``. Two network calls whatever the number of parts."""
+    parts = parts if parts is not None else {"all": slice(None)}
+    with torch.no_grad():
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t))
+        al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
+        zt, target = al * z0 + sg * noise, al * noise - sg * z0
+        tt = torch.full((z0.shape[0],), float(t))
+        own = (model(zt, tt, ctx, cond) - target) ** 2 * w
+        swapped = (model(zt, tt, ctx, cond.roll(1, 0)) - target) ** 2 * w
+        out = {}
+        for name, frames in parts.items():
+            ws = w[:, :, frames].sum()
+            out[name] = (float(own[:, :, frames].sum() / ws), float(swapped[:, :, frames].sum() / ws))
+        return out
+
+
 def cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: torch.Tensor, cond: torch.Tensor,
              ac: torch.Tensor, t: int = 700) -> float:
     """How much the stage-2 UNet uses its conditioning frames: the v-prediction loss (weighted as in
@@ -150,23 +171,10 @@ def cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: tor
     was_training = model.training
     model.eval()
     try:
-        return _cam_gain(model, z0, w, ctx, cond, ac, t)
+        own, swapped = cond_swap_errors(model, z0, w, ctx, cond, ac, t)["all"]
+        return swapped - own
     finally:
         model.train(was_training)
-
-
-def _cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: torch.Tensor, cond: torch.Tensor,
-              ac: torch.Tensor, t: int) -> float:
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(t)
-        noise = torch.randn(z0.shape, generator=g)
-        al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
-        zt, target = al * z0 + sg * noise, al * noise - sg * z0
-        tt = torch.full((z0.shape[0],), float(t))
-
-        def err(c: torch.Tensor) -> float:
-            return float((((model(zt, tt, ctx, c) - target) ** 2) * w).sum() / w.sum())
-        return err(cond.roll(1, 0)) - err(cond)
 
 
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
