@@ -44,18 +44,18 @@ class CoreWorldTest(unittest.TestCase):
 
 
 class DiffusionLossTest(unittest.TestCase):
-    def _by_hand(self, prediction):
+    def _by_hand(self, prediction, motion_weight=0.0):
         torch.manual_seed(0)
         ac = torch.linspace(0.99, 0.01, 1000)
-        z0 = torch.randn(3, 4, 2, 2, 2)
-        w = 1 + torch.rand(3, 1, 2, 2, 2)
+        z0 = torch.randn(3, 4, 3, 2, 2)
+        w = 1 + torch.rand(3, 1, 3, 2, 2)
         seen = {}
 
         def predict(zt, t):
             seen["t"] = t.long()
             return zt * 0.5
         torch.manual_seed(1)
-        loss = float(stages.diffusion_loss(predict, z0, w, ac, prediction))
+        loss = float(stages.diffusion_loss(predict, z0, w, ac, prediction, motion_weight=motion_weight))
         torch.manual_seed(1)
         t = torch.randint(0, 1000, (3,))
         eps = torch.randn_like(z0)
@@ -69,12 +69,35 @@ class DiffusionLossTest(unittest.TestCase):
             # x0 estimate from the prediction, then the x0 error weighted by min(SNR, 5) + 1
             x0 = (al * zt - sg * pred) if prediction == "v_prediction" else (zt - sg * pred) / al
             err = float(((x0 - z0[i]) ** 2 * w[i]).sum() / w[i].sum())
-            expected += err * (min(snr, 5.0) + 1) / 3
+            # frame-difference term: frames f and f+1, cell weight = the larger of the two frames' weights
+            num = den = 0.0
+            for f in range(z0.shape[2] - 1):
+                wf = torch.maximum(w[i][:, f], w[i][:, f + 1])
+                d = (x0[:, f + 1] - x0[:, f]) - (z0[i][:, f + 1] - z0[i][:, f])
+                num, den = num + float((d ** 2 * wf).sum()), den + float(wf.sum())
+            expected += (err + motion_weight * num / den) * (min(snr, 5.0) + 1) / 3
         return loss, expected
 
     def test_v_prediction_loss_is_the_weighted_x0_error(self):
         loss, expected = self._by_hand("v_prediction")
         self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
+
+    def test_motion_term_adds_the_weighted_error_of_the_frame_differences(self):
+        loss, expected = self._by_hand("v_prediction", motion_weight=0.7)
+        plain, _ = self._by_hand("v_prediction")
+        self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
+        self.assertGreater(loss, plain * 1.05)
+
+    def test_motion_term_is_zero_for_a_perfect_prediction_and_needs_v_prediction(self):
+        ac = torch.linspace(0.99, 0.01, 1000)
+        z0, w = torch.randn(2, 4, 5, 2, 2), torch.ones(2, 1, 5, 2, 2)
+        # a predictor that knows z0 returns the true v = (alpha z_t - z0) / sigma, i.e. x0 = alpha z_t - sigma v = z0
+        def exact(zt, t):
+            a = ac[t.long()].view(-1, 1, 1, 1, 1)
+            return (a.sqrt() * zt - z0) / (1 - a).sqrt()
+        self.assertLess(float(stages.diffusion_loss(exact, z0, w, ac, motion_weight=2.0)), 1e-8)
+        with self.assertRaises(ValueError):
+            stages.diffusion_loss(exact, z0, w, ac, "epsilon", motion_weight=1.0)
 
     def test_epsilon_loss_is_the_weighted_x0_error(self):
         loss, expected = self._by_hand("epsilon")

@@ -38,8 +38,8 @@ def _trainer(name: str):
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
            "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
-           "--cam-init", args.cam_init, "--stage2-base", args.stage2_base] + what
-    cmd += [f"--stop-at={s}" for s in args.stop_at]
+           "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss)] + what
+    cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
 
@@ -64,6 +64,12 @@ def main(argv=None) -> int:
                          "stages.train_stage2)")
     ap.add_argument("--stage2-base", choices=["stage1", "stage1_more"], default="stage1",
                     help="stage-1 result that starts the stage-2 UNet (run 2: stage1)")
+    ap.add_argument("--motion-loss", type=float, default=0.0,
+                    help="weight of the frame-difference x0 term in the stage-1/2 losses (run 4; see "
+                         "stages.diffusion_loss)")
+    ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
+                    help="total step count of a component instead of STEPS (continuing a finished run: copy its "
+                         "checkpoint into --out; the cosine schedule is stretched to N)")
     ap.add_argument("--collect", action="store_true", help="only (re)write weights.pt from the finished parts")
     ap.add_argument("--stop-at", action="append", default=[], metavar="COMPONENT=STEP",
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
@@ -74,10 +80,13 @@ def main(argv=None) -> int:
     C.setup_torch(1)
     budget = args.budget_minutes * 60.0
     steps = {k: max(1, int(v * args.steps_scale)) for k, v in STEPS.items()}
+    steps.update({k: int(v) for k, v in (item.split("=") for item in args.steps)})
 
     def train(name: str) -> None:
         extra = ({"merger_lr_mult": args.cam_lr_mult, "cam_init": args.cam_init, "base": args.stage2_base}
                  if name == "stage2" else {})
+        if name in ("stage1", "stage1_more", "stage2"):
+            extra["motion_weight"] = args.motion_loss
         _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name), **extra)
 
     if args.latents_part:

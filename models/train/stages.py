@@ -48,7 +48,8 @@ PREDICTION = "v_prediction"
 
 
 def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z0: torch.Tensor,
-                   w: torch.Tensor, ac: torch.Tensor, prediction: str = PREDICTION) -> torch.Tensor:
+                   w: torch.Tensor, ac: torch.Tensor, prediction: str = PREDICTION,
+                   motion_weight: float = 0.0) -> torch.Tensor:
     """Diffusion loss with per-timestep weight λ_t on the x0 error, λ_t = min(SNR_t, γ) + 1 (γ = 5).
 
     With α = sqrt(ᾱ_t), σ = sqrt(1 - ᾱ_t), SNR = α²/σ², z_t = α z0 + σ ε (q(z_t | z0)):
@@ -57,7 +58,11 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     * ``epsilon``: ||ε̂ - ε||² = SNR ||x̂0 - x0||², weight (min(SNR, γ) + 1) / SNR.
     Min-SNR-γ (Hang et al. 2023) caps the easy low-noise steps; the +1 keeps weight on the x0 error at high noise,
     where epsilon prediction alone (λ = SNR -> 0) leaves the text-driven layout unlearnt (recipe-2 diagnostics:
-    x0 error 0.68 at t = 800 after 400 epsilon steps). Cells are weighted by ``w`` (object cells count more)."""
+    x0 error 0.68 at t = 800 after 400 epsilon steps). Cells are weighted by ``w`` (object cells count more).
+
+    ``motion_weight`` = μ > 0 (run 4, v-prediction only) adds μ (min(SNR, γ) + 1) ||Δx̂0 - Δx0||², Δ the difference
+    of neighbouring frames (x̂0 = α z_t - σ v̂), cells weighted by the larger ``w`` of the two frames: the x0 error
+    of the frame-to-frame change, which a blurred, direction-averaged prediction pays for in full."""
     b = z0.shape[0]
     t = torch.randint(0, ac.numel(), (b,))
     noise = torch.randn_like(z0)
@@ -72,7 +77,15 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     else:
         raise ValueError(prediction)
     per = ((out - target).pow(2) * w).flatten(1).sum(1) / w.flatten(1).sum(1)
-    return (per * (snr.clamp(max=MIN_SNR_GAMMA) + 1) / denom).mean()
+    loss = (per * (snr.clamp(max=MIN_SNR_GAMMA) + 1) / denom).mean()
+    if motion_weight > 0:
+        if prediction != "v_prediction":
+            raise ValueError("motion_weight needs v_prediction")
+        x0 = al * zt - sg * out
+        wm = torch.maximum(w[:, :, 1:], w[:, :, :-1])
+        dm = ((x0.diff(dim=2) - z0.diff(dim=2)).pow(2) * wm).flatten(1).sum(1) / wm.flatten(1).sum(1)
+        loss = loss + motion_weight * (dm * (snr.clamp(max=MIN_SNR_GAMMA) + 1)).mean()
+    return loss
 
 
 def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Tensor:
@@ -83,7 +96,8 @@ def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Te
 
 
 def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int = 2, batch: int = 8,
-                 lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False) -> None:
+                 lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
+                 motion_weight: float = 0.0) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt)."""
     name = "stage1_more" if more else "stage1"
@@ -108,7 +122,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         z0, w, ids, _ = data.windows(rng, batch)
         caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
         ctx = _text_cond(text, caps, more)
-        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac), {}
+        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight), {}
     loop.run(step)
     res = {"unet_stage1": emas["unet"].state_dict()}
     if not more:
@@ -179,7 +193,8 @@ def cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: tor
 
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
                  lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
-                 stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1") -> None:
+                 stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
+                 motion_weight: float = 0.0) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished)."""
     if cam_init not in ("zero", "small"):
@@ -232,7 +247,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         anchor = data.anchor[torch.from_numpy(ids)].clone()
         anchor[torch.from_numpy(drop_anchor)] = 0.0
         ctx = torch.cat([_text_cond(text, caps, True), apm(anchor)], 1)
-        loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac)
+        loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac, motion_weight=motion_weight)
         gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
         info = {"apm_gate_abs": gate}
         if loop.step == 0 or (loop.step + 1) % 100 == 0:  # logged with steps 1, 100, 200, ...
