@@ -15,6 +15,34 @@ from ..tokenizer import ClipBPE, tiny_tokenizer
 NET_CONFIG = "tiny"
 #: Which world (models/world.py) the trainers sample: "core" for the embedded default model, "full" for all of it.
 WORLD = "core"
+#: Where the trainers compute (``set_device``; ``--device`` of models.train.all). Data is rendered and batched on
+#: the CPU and moved here; the networks of a TrainLoop are moved here; finished weights are saved as CPU tensors.
+DEVICE = torch.device("cpu")
+
+
+def set_device(name: str) -> torch.device:
+    """Selects the training device ("cpu", "cuda", "cuda:1"); a clear error when CUDA is asked for but absent."""
+    global DEVICE
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device")
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    DEVICE = dev
+    return dev
+
+
+def to_device(*tensors: torch.Tensor):
+    """The tensors on ``DEVICE`` (one tensor -> that tensor)."""
+    moved = tuple(t.to(DEVICE) for t in tensors)
+    return moved[0] if len(moved) == 1 else moved
+
+
+def cpu_state(module_or_state) -> Dict[str, torch.Tensor]:
+    """A state dict with every tensor on the CPU (what the finished ``<component>.pt`` files hold)."""
+    sd = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) else module_or_state
+    return {k: v.detach().cpu() for k, v in sd.items()}
 
 
 def setup_torch(threads: int = 1) -> None:
@@ -41,7 +69,7 @@ def tokenizer() -> ClipBPE:
 
 
 def token_ids(texts: Sequence[str], pad_id: Optional[int] = None) -> torch.Tensor:
-    """[B, 77] int64 as the pipeline tokenizes (stage 1/2: the tokenizer's pad id; stage 3: pad 0)."""
+    """[B, 77] int64 on ``DEVICE`` as the pipeline tokenizes (stage 1/2: the tokenizer's pad id; stage 3: pad 0)."""
     tok = tokenizer()
     rows = []
     for t in texts:
@@ -50,7 +78,7 @@ def token_ids(texts: Sequence[str], pad_id: Optional[int] = None) -> torch.Tenso
             n = len(tok.content_ids(t)[: tok.max_length - 2]) + 2
             ids = ids[:n] + [pad_id] * (tok.max_length - n)
         rows.append(ids)
-    return torch.tensor(rows, dtype=torch.int64)
+    return torch.tensor(rows, dtype=torch.int64).to(DEVICE)
 
 
 # ---------------------------------------------------------------- data
@@ -161,13 +189,15 @@ class EMA:
     def update(self, module: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         for k, v in module.state_dict().items():
+            if self.shadow[k].device != v.device:     # the module was moved to DEVICE after the EMA was made
+                self.shadow[k] = self.shadow[k].to(v.device)
             if v.dtype.is_floating_point:
                 self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 self.shadow[k].copy_(v)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self.shadow.items()}
+        return {k: v.detach().cpu().clone() for k, v in self.shadow.items()}
 
     def load_state_dict(self, sd: Dict[str, torch.Tensor]) -> None:
         self.shadow = {k: v.clone() for k, v in sd.items()}
@@ -213,6 +243,8 @@ class TrainLoop:
                  adam: bool = False):
         self.lr, self.warmup, self.steps, self.budget_s, self.stop_at = lr, warmup, steps, budget_s, stop_at
         self.rng, self.emas, self.ckpt_every, self.log_every = rng, emas or {}, ckpt_every, log_every
+        for m in mods.values():   # in place: the parameter objects in ``params`` stay the same
+            m.to(DEVICE)
         self.opt = torch.optim.Adam(params, lr=lr) if adam else torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         self.params = [p for g in params for p in g["params"]]
         self.mods = {**mods, **{f"ema_{k}": ema_module(e) for k, e in self.emas.items()}}

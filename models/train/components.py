@@ -53,13 +53,14 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
 
     def step():
         if loop.step % 4 == 3:
-            x, m = C.world_frames_masks(rng, 4, 64)
+            x, m = C.to_device(*C.world_frames_masks(rng, 4, 64))
         else:
             lo, lm = C.world_frames_masks(rng, n_lo, 64)
             hi, hm = C.world_frames_masks(rng, batch - n_lo, 128)
             oy, ox, hy, hx = (int(v) for v in rng.integers(0, 33, size=4))
             x = torch.cat([lo[:, :, oy:oy + 32, ox:ox + 32], hi[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
             m = torch.cat([lm[:, :, oy:oy + 32, ox:ox + 32], hm[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
+            x, m = C.to_device(x, m)
         wgt = 1.0 + object_weight * m      # the object is small but it is what the video is about
         mean, logvar = vae.quant_conv(enc(x)).chunk(2, 1)
         logvar = logvar.clamp(-30, 20)
@@ -76,6 +77,7 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
     # fold the latent scale: mean' = k·mean, logvar' = logvar + 2 ln k, post_quant_conv(z'/k)
     with torch.no_grad():
         x, _, _, _ = C.world_clips(np.random.default_rng(seed + 1000), 16, 8, 64, (0, 600))
+        x = C.to_device(x)
         mean, _ = vae.video_encoder()(x)
         k = 1.0 / float(mean.std())
         vae.quant_conv.weight[:4] *= k
@@ -86,7 +88,7 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
         rec = vae.video_decoder()(mean2)
         log.write(step, note="latent scale folded", k=k, latent_mean=float(mean2.mean()), latent_std=float(mean2.std()),
                   posterior_std=float(std2.mean()), eval_l1=float((rec - x).abs().mean()))
-    torch.save(vae.state_dict(), final)
+    torch.save(C.cpu_state(vae), final)
 
 
 def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: int = 6, batch: int = 6,
@@ -110,6 +112,7 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
 
     def step():
         x, m = C.world_frames_masks(rng, 2, 128) if loop.step % 4 == 3 else C.world_frames_masks(rng, batch, 64)
+        x, m = C.to_device(x, m)
         wgt = 1.0 + object_weight * m
         with torch.no_grad():
             mean, _ = vae.quant_conv(vae.encoder(x)).chunk(2, 1)
@@ -118,7 +121,7 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         return l1 + mse, {"l1": l1.item(), "mse": mse.item()}
     loop.run(step)
-    torch.save(vae.eval().state_dict(), final)
+    torch.save(C.cpu_state(vae.eval()), final)
 
 
 # stages 1 and 2: see stages.py (recipe 2, on precomputed latents)
@@ -135,14 +138,14 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
     if os.path.exists(final):
         return
     rng = C.seed_all(seed)
-    vae = load_vae(out)
+    vae = load_vae(out).to(C.DEVICE)
     text = build_aux_model("openclip_text", C.NET_CONFIG)
     unet = build_aux_model("vid2vid_unet", C.NET_CONFIG)
     params = list(text.parameters()) + list(unet.parameters())
     emas = {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
     loop = C.TrainLoop(out, "enhancer", {"unet": unet, "text": text}, [{"params": params}], lr, 30, steps, budget_s,
                        stop_at, rng, emas, ckpt_every=ckpt_every)
-    alphas, sigmas = C.logsnr_cosine_interp()
+    alphas, sigmas = C.to_device(*C.logsnr_cosine_interp())
 
     def step():
         scenes, starts = [], []
@@ -151,12 +154,12 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
             starts.append(int(rng.integers(0, 400)))
         lo = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 64) for s, t0 in zip(scenes, starts)]))
         hi = torch.from_numpy(np.stack([C.world.render(s, t0, frames, 128) for s, t0 in zip(scenes, starts)]))
-        lo, hi = lo.permute(0, 2, 1, 3, 4).contiguous(), hi.permute(0, 2, 1, 3, 4).contiguous()
+        lo, hi = C.to_device(lo.permute(0, 2, 1, 3, 4).contiguous(), hi.permute(0, 2, 1, 3, 4).contiguous())
         caps = [C.world.caption(s) + ", " for s in scenes]
         caps, _ = C.drop_captions(rng, caps, p_uncond)
         z_in = encode(vae, C.upsample2x(lo))
         z_tgt = encode(vae, hi, sample=False)
-        t = torch.randint(0, 640, (batch,))
+        t = torch.randint(0, 640, (batch,)).to(C.DEVICE)
         a, s = alphas[t].view(-1, 1, 1, 1, 1), sigmas[t].view(-1, 1, 1, 1, 1)
         xt = a * z_in + s * torch.randn_like(z_in)
         v = unet(xt, t.float(), text(C.token_ids(caps, pad_id=0)))

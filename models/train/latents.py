@@ -45,11 +45,12 @@ def build(out: str, vae, part: int = 0, parts: int = 1, n: int = CLIPS, frames: 
     scenes, starts = _plan(n, seed)
     idx = list(range(part, n, parts))
     zs, ws, anchors = [], [], []
+    vae = vae.to(C.DEVICE)
     for i in idx:
         f, m = world.render_with_masks(scenes[i], starts[i], frames, 64)
-        x = torch.from_numpy(f).permute(1, 0, 2, 3)[None]                  # [1, 3, L, 64, 64]
+        x = torch.from_numpy(f).permute(1, 0, 2, 3)[None].to(C.DEVICE)   # [1, 3, L, 64, 64]
         mean, _ = vae.video_encoder()(x)
-        zs.append(mean[0])
+        zs.append(mean[0].cpu())
         ws.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None], (1, 8, 8))[0])
         anchors.append(torch.from_numpy(world.render_frame(scenes[i], 0, 64)))
     torch.save({"index": idx, "z": torch.stack(zs), "w": torch.stack(ws), "anchor": torch.stack(anchors),

@@ -64,12 +64,13 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     of neighbouring frames (x̂0 = α z_t - σ v̂), cells weighted by the larger ``w`` of the two frames: the x0 error
     of the frame-to-frame change, which a blurred, direction-averaged prediction pays for in full."""
     b = z0.shape[0]
-    t = torch.randint(0, ac.numel(), (b,))
+    t = torch.randint(0, ac.numel(), (b,)).to(z0.device)   # drawn on the CPU generator on every device
     noise = torch.randn_like(z0)
-    al, sg = ac[t].sqrt().view(-1, 1, 1, 1, 1), (1 - ac[t]).sqrt().view(-1, 1, 1, 1, 1)
+    a = ac.to(z0.device)[t]
+    al, sg = a.sqrt().view(-1, 1, 1, 1, 1), (1 - a).sqrt().view(-1, 1, 1, 1, 1)
     zt = al * z0 + sg * noise
     out = predict(zt, t.float())
-    snr = ac[t] / (1 - ac[t])
+    snr = a / (1 - a)
     if prediction == "v_prediction":
         target, denom = al * noise - sg * z0, snr + 1
     elif prediction == "epsilon":
@@ -120,11 +121,12 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
 
     def step():
         z0, w, ids, _ = data.windows(rng, batch)
+        z0, w = C.to_device(z0, w)
         caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
         ctx = _text_cond(text, caps, more)
         return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight), {}
     loop.run(step)
-    res = {"unet_stage1": emas["unet"].state_dict()}
+    res = {"unet_stage1": emas["unet"].state_dict()}         # EMA state dicts are CPU tensors
     if not more:
         res["text_encoder"] = emas["text"].state_dict()
     torch.save(res, _finish_path(out, name))
@@ -148,7 +150,7 @@ def init_frame_encoder(enc: torch.nn.Module, data: L.LatentSet, rng: np.random.G
     torch.nn.init.kaiming_normal_(enc.conv_out.weight, nonlinearity="linear")
     torch.nn.init.zeros_(enc.conv_out.bias)
     ids = rng.integers(0, data.z.shape[0], size=2 * n)
-    frames = torch.stack([data.render(int(i), 0, 1)[:, 0] for i in ids])          # [2n, 3, 64, 64]
+    frames = torch.stack([data.render(int(i), 0, 1)[:, 0] for i in ids]).to(enc.conv_out.weight.device)
     with torch.no_grad():
         std = float(enc(frames[:n]).std(0).mean())
         enc.conv_out.weight.mul_(target_std / max(std, 1e-8))
@@ -163,10 +165,10 @@ def cond_swap_errors(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, 
     (default: all frames): ``{part: (own, swapped)}``. Two network calls whatever the number of parts."""
     parts = parts if parts is not None else {"all": slice(None)}
     with torch.no_grad():
-        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t))
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t)).to(z0.device)
         al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
         zt, target = al * z0 + sg * noise, al * noise - sg * z0
-        tt = torch.full((z0.shape[0],), float(t))
+        tt = torch.full((z0.shape[0],), float(t), device=z0.device)
         own = (model(zt, tt, ctx, cond) - target) ** 2 * w
         swapped = (model(zt, tt, ctx, cond.roll(1, 0)) - target) ** 2 * w
         out = {}
@@ -208,7 +210,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
     text = build_aux_model("clip_text", C.NET_CONFIG)
     text.load_state_dict(s1["text_encoder"])
-    text.eval().requires_grad_(False)
+    text.eval().requires_grad_(False).to(C.DEVICE)
+    vae.to(C.DEVICE)
     unet_weights = torch.load(_finish_path(out, base), map_location="cpu")["unet_stage1"]
     model = Stage2UNet(net)
     missing, unexpected = model.base_model.load_state_dict(unet_weights, strict=False)
@@ -234,11 +237,12 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
 
     def step():
         z0, w, ids, offs = data.windows(rng, batch)
+        z0, w = C.to_device(z0, w)
         rt = rng.random(batch) < 0.5
         with torch.no_grad():
-            cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
+            cond = C.to_device(torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)]))
             if rt.any():
-                sel = torch.from_numpy(np.nonzero(rt)[0])
+                sel = torch.from_numpy(np.nonzero(rt)[0]).to(z0.device)
                 cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
         u = rng.random(batch)
         drop_cap = (u < 0.15)
@@ -246,7 +250,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         caps = [("" if d else c) for c, d in zip(data.captions(ids), drop_cap)]
         anchor = data.anchor[torch.from_numpy(ids)].clone()
         anchor[torch.from_numpy(drop_anchor)] = 0.0
-        ctx = torch.cat([_text_cond(text, caps, True), apm(anchor)], 1)
+        ctx = torch.cat([_text_cond(text, caps, True), apm(C.to_device(anchor))], 1)
         loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac, motion_weight=motion_weight)
         gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
         info = {"apm_gate_abs": gate}

@@ -1,0 +1,65 @@
+"""The whole training recipe (models.train.all) end to end at a few steps per component: both processes, every
+component, the run-3/4 flags, then --collect. Checks what the exporter needs: every role's weights, finite, on
+the CPU. The same run with --device cuda is skipped (visibly) without a CUDA device."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROLES = {"vae_encoder", "vae_decoder", "enhancer_vae_encoder", "enhancer_vae_decoder", "text_encoder", "unet_stage1",
+         "unet_stage2", "apm_image_encoder", "enhancer_unet", "enhancer_text_encoder"}
+
+
+def _run(out: str, device: str, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "models.train.all", "--out", out, "--steps-scale", "0.002", "--clips", "6",
+           "--budget-minutes", "10", "--device", device, *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+class TrainSmokeTest(unittest.TestCase):
+    def _recipe(self, device: str) -> None:
+        with tempfile.TemporaryDirectory() as out:
+            r = _run(out, device, "--stage2-base", "stage1_more", "--cam-init", "small", "--cam-lr-mult", "5",
+                     "--motion-loss", "1", "--batch-mult", "2")
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            weights = torch.load(os.path.join(out, "weights.pt"))
+            self.assertEqual(set(weights), ROLES)
+            for role, sd in weights.items():
+                for k, v in sd.items():
+                    self.assertEqual(v.device.type, "cpu", f"{role}.{k} saved on {v.device}")
+                    if v.dtype.is_floating_point:
+                        self.assertTrue(bool(torch.isfinite(v).all()), f"{role}.{k} not finite")
+            with open(os.path.join(out, "losses.jsonl")) as f:
+                logged = f.read()
+            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage2", "enhancer"):
+                self.assertIn(f'"component": "{component}"', logged)
+            self.assertIn("cam_gain", logged)
+            # --collect alone rewrites weights.pt from the finished parts and trains nothing more
+            before = os.path.getsize(os.path.join(out, "losses.jsonl"))
+            r = _run(out, device, "--collect")
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            self.assertEqual(os.path.getsize(os.path.join(out, "losses.jsonl")), before)
+
+    def test_cpu_recipe_end_to_end(self):
+        self._recipe("cpu")
+
+    @unittest.skipUnless(torch.cuda.is_available(), "no CUDA device: the --device cuda recipe is not run here")
+    def test_cuda_recipe_end_to_end(self):
+        self._recipe("cuda")
+
+    def test_cuda_without_a_device_is_a_clear_error(self):
+        if torch.cuda.is_available():
+            self.skipTest("this machine has CUDA")
+        with tempfile.TemporaryDirectory() as out:
+            r = _run(out, "cuda", "--only", "vae")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("sees no CUDA device", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
