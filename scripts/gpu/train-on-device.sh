@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs ON a GPU machine (python3 with torch + CUDA; no Node needed): the default model's training recipe
+# (models.train.all) on CUDA in one call of under 10 minutes, from the repository root. Nothing needs carrying.
+#
+#   bash scripts/gpu/train-on-device.sh                     # TRAIN_ARGS="..." replaces the recipe flags below
+#
+# Writes into $OUT (default .gpu-work/out), flat, at most 8 files of < 16 MiB (what a device call brings back):
+# vae.pt vae_ft.pt stage1.pt stage1_more.pt stage2.pt enhancer.pt losses.jsonl train.log. Back on the CPU machine,
+# put them into a directory and export with Debian's torch 1.13 (TorchScript saved by torch 2.x does not load in
+# libtorch 1.13):
+#
+#   mkdir -p /tmp/st2v-gpu && cp <files_at>/*.pt <files_at>/losses.jsonl /tmp/st2v-gpu/
+#   /usr/bin/python3 -m models.train.all --out /tmp/st2v-gpu --collect
+#   /usr/bin/python3 -m models.export --config tiny --weights /tmp/st2v-gpu/weights.pt --out models/default \
+#       --name default --prediction-type v_prediction --defaults models/train/default-defaults.json
+#
+# The schedule is the CPU recipe's (two processes; stage 2 from stage 1 beside stage1_more and the enhancer), each
+# component stopped by its share of BUDGET_MIN minutes (models/train/all.py SHARE) or by its step count, whichever
+# comes first; the losses log says which ("stopped by wall-clock budget").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-.gpu-work/out}
+WORK=${WORK:-.gpu-work/train}
+PY=${TORCH_PYTHON:-python3}
+BUDGET_MIN=${BUDGET_MIN:-8}
+TRAIN_ARGS=${TRAIN_ARGS:-"--steps-scale 4 --batch-mult 4 --cam-init small --cam-lr-mult 5 --motion-loss 1"}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1
+"$PY" -c 'import torch, sys; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", ok, torch.cuda.get_device_name(0) if ok else "-"); sys.exit(0 if ok else 3)' \
+  || { echo "train-on-device: FAILED: $PY sees no CUDA device" | tee -a "$OUT/train.log"; exit 1; }
+t0=$(date +%s)
+# shellcheck disable=SC2086
+"$PY" -m models.train.all --out "$WORK" --device cuda --budget-minutes "$BUDGET_MIN" $TRAIN_ARGS 2>&1 | tee -a "$OUT/train.log"
+echo "train-on-device: training took $(( $(date +%s) - t0 )) s" | tee -a "$OUT/train.log"
+for f in vae.pt vae_ft.pt stage1.pt stage1_more.pt stage2.pt enhancer.pt losses.jsonl; do
+  if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$OUT/$f"; else echo "train-on-device: missing $f" | tee -a "$OUT/train.log"; fi
+done
+# the two processes' own logs end up in train.log too (for the step times)
+for f in "$WORK"/*_log.txt; do [ -f "$f" ] && { echo "== $f"; tail -n 5 "$f"; } >> "$OUT/train.log"; done
+ls -la "$OUT"
