@@ -52,6 +52,14 @@ class TrainSmokeTest(unittest.TestCase):
     def test_cuda_recipe_end_to_end(self):
         self._recipe("cuda")
 
+    def test_misspelt_component_counts_are_refused(self):
+        with tempfile.TemporaryDirectory() as out:
+            for flag in ("--steps", "--stop-at"):
+                r = _run(out, "cpu", flag, "stage3=10")
+                self.assertEqual(r.returncode, 2, r.stderr[-500:])
+                self.assertIn("expected COMPONENT=N", r.stderr)
+            self.assertEqual(os.listdir(out), [])
+
     def test_cuda_without_a_device_is_a_clear_error(self):
         if torch.cuda.is_available():
             self.skipTest("this machine has CUDA")

@@ -87,7 +87,15 @@ def main(argv=None) -> int:
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
                          "wall-clock budget stopped it there; see losses.jsonl)")
     args = ap.parse_args(argv)
-    stop = {k: int(v) for k, v in (item.split("=") for item in args.stop_at)}
+    def component_counts(items, flag):
+        out = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or name not in STEPS or not value.isdigit():
+                ap.error(f"{flag} {item!r}: expected COMPONENT=N with COMPONENT one of {', '.join(sorted(STEPS))}")
+            out[name] = int(value)
+        return out
+    stop = component_counts(args.stop_at, "--stop-at")
     if args.batch_mult < 1:
         ap.error("--batch-mult must be >= 1")
     os.makedirs(args.out, exist_ok=True)
@@ -95,7 +103,7 @@ def main(argv=None) -> int:
     C.set_device(args.device)
     budget = args.budget_minutes * 60.0
     steps = {k: max(1, int(v * args.steps_scale)) for k, v in STEPS.items()}
-    steps.update({k: int(v) for k, v in (item.split("=") for item in args.steps)})
+    steps.update(component_counts(args.steps, "--steps"))
 
     def train(name: str) -> None:
         extra = ({"merger_lr_mult": args.cam_lr_mult, "cam_init": args.cam_init, "base": args.stage2_base}
