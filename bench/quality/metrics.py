@@ -31,7 +31,7 @@ import math
 import os
 import sys
 from collections import Counter
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -169,6 +169,26 @@ def circular_mean(coords: np.ndarray, size: int) -> float:
     return (math.atan2(np.sin(a).mean(), np.cos(a).mean()) * size / (2 * math.pi)) % size
 
 
+def load_prompts(limit: Optional[int] = None) -> List[str]:
+    """The benchmark prompts of prompts.txt (comment lines skipped), the first ``limit`` of them."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts.txt")) as f:
+        prompts = [p.strip() for p in f if p.strip() and not p.startswith("#")]
+    return prompts[:limit]
+
+
+def centroids(masks: np.ndarray, present: np.ndarray) -> List[Optional[Tuple[float, float]]]:
+    """Wrap-aware (x, y) centroid of each frame's object mask [T, H, W], None where ``present`` is False."""
+    h, w = masks.shape[1:]
+    out: List[Optional[Tuple[float, float]]] = []
+    for mask, there in zip(masks, present):
+        if there:
+            ys, xs = np.nonzero(mask)
+            out.append((circular_mean(xs + 0.5, w), circular_mean(ys + 0.5, h)))
+        else:
+            out.append(None)
+    return out
+
+
 def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     t, h, w, _ = frames.shape
     a = world.parse_caption(prompt)
@@ -183,13 +203,7 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     area = masks.reshape(t, -1).mean(-1)
     present = area > 0.003
     # centroid track
-    cents = []
-    for i in range(t):
-        if present[i]:
-            ys, xs = np.nonzero(masks[i])
-            cents.append((circular_mean(xs + 0.5, w), circular_mean(ys + 0.5, h)))
-        else:
-            cents.append(None)
+    cents = centroids(masks, present)
     steps = []
     for i in range(1, t):
         if cents[i] is not None and cents[i - 1] is not None:
@@ -286,8 +300,7 @@ def main() -> int:
             tag = meta["tag"] + ("" if stage == "preview" else "/final")
             results.setdefault(tag, []).append(r)
     if args.reference:
-        prompts = [p.strip() for p in open(os.path.join(os.path.dirname(__file__), "prompts.txt"))
-                   if p.strip() and not p.startswith("#")][:args.reference]
+        prompts = load_prompts(args.reference)
         for i, p in enumerate(prompts):
             s = world.scene_from_caption(p, np.random.default_rng(i), "core" if world.in_core(p) else "full")
             v = ((world.render(s, 0, args.frames, 64).transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255)

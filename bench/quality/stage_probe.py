@@ -30,24 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 import metrics as M  # noqa: E402
 from models import world  # noqa: E402
 from models.train import common as C  # noqa: E402
-
-
-def _prompts(n: int):
-    lines = [l.strip() for l in open(os.path.join(HERE, "prompts.txt")) if l.strip() and not l.startswith("#")]
-    return lines[:n]
-
-
-def _ddim(model, z: torch.Tensor, steps: int, guidance: float, call) -> torch.Tensor:
-    """DDIM (eta 0) on the ModelScope schedule, v-prediction: x0 = a z - s v, eps = s z + a v."""
-    ac = C.ddpm_alphas_cumprod()
-    ts = list(range(999, -1, -1000 // steps))
-    for i, t in enumerate(ts):
-        out_u, out_c = call(torch.cat([z, z]), torch.full((2 * z.shape[0],), float(t))).chunk(2)
-        v = out_u + guidance * (out_c - out_u)
-        a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
-        x0, eps = a.sqrt() * z - (1 - a).sqrt() * v, (1 - a).sqrt() * z + a.sqrt() * v
-        z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    return z
+from models.train.stages import ddim_sample  # noqa: E402
 
 
 def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,H,W,3] uint8
@@ -57,13 +40,13 @@ def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,
 def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25) -> dict:
     load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
     unet, text, dec = load("unet_stage1.pt"), load("text_encoder.pt"), load("vae_decoder.pt")
-    prompts = _prompts(n)
+    prompts = M.load_prompts(n)
     scores, dirs = Counter(), Counter()
     with torch.no_grad():
         ctx = text(C.token_ids([""] * len(prompts) + prompts))
         for seed in range(seeds):
             z = torch.randn(len(prompts), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed))
-            z = _ddim(unet, z, steps, guidance, lambda zz, tt: unet(zz, tt, ctx))
+            z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
             for p, frames in zip(prompts, _to_u8(dec(z))):
                 r = M.analyse(frames, p)
                 for k in ("colour_ok", "shape_ok", "dir_ok"):
@@ -75,21 +58,18 @@ def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
 
 
 def _centroids(frames: np.ndarray, prompt: str):
+    """Object centroids per frame (metrics.centroids), None where fewer than 11 object pixels."""
     lab, names = M.labels(frames, M.palette(prompt))
     colour = world.parse_caption(prompt).get("colour")
-    obj = names.index(colour) if colour in names else -1
-    out = []
-    for mask in lab == obj:
-        ys, xs = np.nonzero(mask)
-        out.append((M.circular_mean(xs + 0.5, 64), M.circular_mean(ys + 0.5, 64)) if len(xs) > 10 else None)
-    return out
+    masks = lab == (names.index(colour) if colour in names else -1)
+    return M.centroids(masks, masks.reshape(len(masks), -1).sum(-1) > 10)
 
 
 def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0) -> dict:
     load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
     unet, text, apm, dec = load("unet_stage2.pt"), load("text_encoder.pt"), load("apm_image_encoder.pt"), \
         load("vae_decoder.pt")
-    prompts = _prompts(n)
+    prompts = M.load_prompts(n)
     rng = np.random.default_rng(5)
     clips = [torch.from_numpy(world.render(world.scene_from_caption(p, rng, "core"), 0, 16, 64)).permute(1, 0, 2, 3)
              for p in prompts]
@@ -100,7 +80,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         ctx = torch.cat([torch.cat([text(C.token_ids([""] * b)), apm(torch.zeros_like(anchor))], 1),
                          torch.cat([text(C.token_ids(prompts)), apm(anchor)], 1)])
         z = torch.randn(b, 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed))
-        z = _ddim(unet, z, steps, guidance, lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])))
+        z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance)
         gen = _to_u8(dec(z))
     true = _to_u8(cond)
     acc = Counter()

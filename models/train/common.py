@@ -39,10 +39,9 @@ def to_device(*tensors: torch.Tensor):
     return moved[0] if len(moved) == 1 else moved
 
 
-def cpu_state(module_or_state) -> Dict[str, torch.Tensor]:
-    """A state dict with every tensor on the CPU (what the finished ``<component>.pt`` files hold)."""
-    sd = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) else module_or_state
-    return {k: v.detach().cpu() for k, v in sd.items()}
+def cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The module's state dict with every tensor on the CPU (what the finished ``<component>.pt`` files hold)."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def setup_torch(threads: int = 1) -> None:

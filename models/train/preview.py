@@ -14,7 +14,7 @@ from ..configs_aux import build_aux_model
 from ..configs_unet import get_config
 from ..unet3d import UNet3DConditionModel
 from . import common as C
-from .stages import PREDICTION
+from .stages import ddim_sample
 
 
 def _grid(rows):  # rows of [F,3,H,W] in [-1,1]
@@ -57,24 +57,12 @@ def preview_stage1(out, ckpt, path, steps=25, guidance=9.0, prompts=None):
         unet.load_state_dict(st["unet_stage1"]), text.load_state_dict(st["text_encoder"])
     unet.eval(), text.eval()
     prompts = prompts or world.sample_captions(4, seed=7, kind=C.WORLD)
-    ac = C.ddpm_alphas_cumprod()
     g = torch.Generator().manual_seed(0)
-    ts = list(range(999, -1, -1000 // steps))
     rows = []
     for p in prompts:
         ctx = text(C.token_ids(["", p]))
         z = torch.randn(1, 4, 16, 8, 8, generator=g)
-        for i, t in enumerate(ts):
-            out_u, out_c = unet(torch.cat([z, z]), torch.tensor([float(t)] * 2), ctx).chunk(2)
-            out = out_u + guidance * (out_c - out_u)
-            a = ac[t]
-            a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
-            if PREDICTION == "v_prediction":       # x0 = α z - σ v, ε = σ z + α v
-                x0, eps = a.sqrt() * z - (1 - a).sqrt() * out, (1 - a).sqrt() * z + a.sqrt() * out
-            else:
-                eps = out
-                x0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
-            z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
         v = vae.video_decoder()(z).clamp(-1, 1)[0].transpose(0, 1).numpy()
         rows.append(v[::2])
         print(p)

@@ -89,6 +89,31 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     return loss
 
 
+@torch.no_grad()
+def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, steps: int,
+                guidance: float, prediction: str = PREDICTION) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) on the ModelScope schedule with classifier-free guidance, for probes and previews.
+
+    ``call(z2, t2)`` runs the network on the batch doubled as [unconditional; conditional] and returns the two
+    predictions in that order; guided = u + g (c - u). Timesteps 999, 999 - 1000/steps, ..., then ᾱ = 1.
+    v-prediction: x̂0 = α z - σ v, ε̂ = σ z + α v; epsilon: x̂0 = (z - σ ε) / α. Step: z = √ᾱ_prev x̂0 + √(1-ᾱ_prev) ε̂."""
+    ac = C.ddpm_alphas_cumprod()
+    ts = list(range(999, -1, -1000 // steps))
+    for i, t in enumerate(ts):
+        out_u, out_c = call(torch.cat([z, z]), torch.full((2 * z.shape[0],), float(t))).chunk(2)
+        out = out_u + guidance * (out_c - out_u)
+        a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
+        if prediction == "v_prediction":
+            x0, eps = a.sqrt() * z - (1 - a).sqrt() * out, (1 - a).sqrt() * z + a.sqrt() * out
+        elif prediction == "epsilon":
+            eps = out
+            x0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
+        else:
+            raise ValueError(prediction)
+        z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return z
+
+
 def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Tensor:
     if frozen:
         with torch.no_grad():
