@@ -1,5 +1,5 @@
 """The whole training recipe (models.train.all) end to end at a few steps per component: both processes, every
-component, the run-3/4 flags, then --collect. Checks what the exporter needs: every role's weights, finite, on
+component, the run-3/4 flags, one component again with --ranks 2, then --collect. Checks what the exporter needs: every role's weights, finite, on
 the CPU. The same run with --device cuda is skipped (visibly) without a CUDA device."""
 import os
 import subprocess
@@ -36,9 +36,18 @@ class TrainSmokeTest(unittest.TestCase):
                         self.assertTrue(bool(torch.isfinite(v).all()), f"{role}.{k} not finite")
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = f.read()
-            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage2", "enhancer"):
+            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage1_centred", "stage2", "enhancer"):
                 self.assertIn(f'"component": "{component}"', logged)
             self.assertIn("cam_gain", logged)
+            # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
+            for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
+                if os.path.exists(os.path.join(out, f)):
+                    os.remove(os.path.join(out, f))
+            r = _run(out, device, "--only", "stage1_centred", "--ranks", "2", "--steps", "stage1_centred=3")
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            self.assertTrue(os.path.exists(os.path.join(out, "stage1_centred.pt")))
+            with open(os.path.join(out, "stage1_centred_rank1_log.txt")) as f:
+                self.assertNotIn("Error", f.read())
             # --collect alone rewrites weights.pt from the finished parts and trains nothing more
             before = os.path.getsize(os.path.join(out, "losses.jsonl"))
             r = _run(out, device, "--collect")
@@ -59,6 +68,12 @@ class TrainSmokeTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 2, r.stderr[-500:])
                 self.assertIn("expected COMPONENT=N", r.stderr)
             self.assertEqual(os.listdir(out), [])
+
+    def test_ranks_need_one_component(self):
+        with tempfile.TemporaryDirectory() as out:
+            r = _run(out, "cpu", "--ranks", "2")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--ranks N (N > 1) needs --only COMPONENT", r.stderr)
 
     def test_cuda_without_a_device_is_a_clear_error(self):
         if torch.cuda.is_available():

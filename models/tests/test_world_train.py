@@ -30,6 +30,21 @@ class CoreWorldTest(unittest.TestCase):
         self.assertFalse(world.in_core("a red circle moving to the right on the sea"))
         self.assertTrue(world.in_core("a red circle moving to the right on a plain blue background"))
 
+    def test_centred_plan_starts_every_object_near_the_frame_centre(self):
+        from models.train import latents as L
+        plain, starts = L._plan(40, 3)
+        centred, starts_c = L._plan(40, 3, centred=True)
+        self.assertEqual(starts, starts_c)
+        for s, c, t0 in zip(plain, centred, starts):
+            x, y, _ = world.object_state(c, t0)
+            self.assertLessEqual(abs(x - world.UNITS / 2), L.CENTRE_JITTER + 1e-9)
+            self.assertLessEqual(abs(y - world.UNITS / 2), L.CENTRE_JITTER + 1e-9)
+            # only the position moved: same caption, same motion
+            self.assertEqual(world.caption(s), world.caption(c))
+            dx = (world.object_state(c, t0 + 5)[0] - x) % world.UNITS
+            self.assertAlmostEqual(dx, (world.object_state(s, t0 + 5)[0] - world.object_state(s, t0)[0]) % world.UNITS,
+                                   places=9)
+
     def test_unknown_world_kind_is_an_error(self):
         with self.assertRaises(ValueError):
             world.sample_scene(np.random.default_rng(0), "mars")
@@ -98,6 +113,37 @@ class DiffusionLossTest(unittest.TestCase):
         self.assertLess(float(stages.diffusion_loss(exact, z0, w, ac, motion_weight=2.0)), 1e-8)
         with self.assertRaises(ValueError):
             stages.diffusion_loss(exact, z0, w, ac, "epsilon", motion_weight=1.0)
+
+    def test_terminal_samples_are_pure_noise_at_the_last_timestep(self):
+        # terminal_p = 1: every sample at t = 999 with z_t = eps (no alpha z0 term), the sampler's first step; the
+        # loss is still the weighted x0 error of x0 = alpha z_t - sigma v (the sampler's estimate)
+        torch.manual_seed(0)
+        ac = torch.linspace(0.99, 0.01, 1000)
+        z0, w = torch.randn(3, 4, 3, 2, 2), 1 + torch.rand(3, 1, 3, 2, 2)
+        seen = {}
+
+        def predict(zt, t):
+            seen["t"], seen["zt"] = t.long(), zt.clone()
+            return zt * 0.5
+        torch.manual_seed(1)
+        loss = float(stages.diffusion_loss(predict, z0, w, ac, terminal_p=1.0))
+        torch.manual_seed(1)
+        torch.randint(0, 1000, (3,))
+        eps = torch.randn_like(z0)
+        self.assertEqual(seen["t"].tolist(), [999, 999, 999])
+        self.assertTrue(torch.equal(seen["zt"], eps))
+        a = float(ac[999])
+        al, sg, snr = math.sqrt(a), math.sqrt(1 - a), a / (1 - a)
+        expected = 0.0
+        for i in range(3):
+            x0 = al * eps[i] - sg * eps[i] * 0.5
+            expected += float(((x0 - z0[i]) ** 2 * w[i]).sum() / w[i].sum()) * (min(snr, 5.0) + 1) / 3
+        self.assertTrue(math.isclose(loss, expected, rel_tol=1e-4), (loss, expected))
+        # terminal_p = 0 draws nothing more: the same loss as before the option existed
+        torch.manual_seed(1)
+        plain = float(stages.diffusion_loss(predict, z0, w, ac))
+        torch.manual_seed(1)
+        self.assertEqual(plain, float(stages.diffusion_loss(predict, z0, w, ac, terminal_p=0.0)))
 
     def test_epsilon_loss_is_the_weighted_x0_error(self):
         loss, expected = self._by_hand("epsilon")

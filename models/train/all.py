@@ -5,10 +5,12 @@
 
 Timeline (process A = this one, process B = a second one-thread process):
 
-    A: VAE -> latents 0/2 -> stage 1 (text + UNet)  -> stage1_more (UNet, text frozen) -> enhancer
+    A: VAE -> latents 0/2 -> stage 1 (text + UNet) -> stage1_more (UNet, text frozen) -> stage1_centred -> enhancer
     B:        latents 1/2 -> VAE decoder fine-tuning -> stage 2 (CAM + APM, base from stage 1)
 
-With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside the enhancer.
+(each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``).
+With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
+enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
 a GPU".
 
@@ -20,6 +22,7 @@ Re-running the command resumes from the checkpoints. Losses are appended to ``<o
 import argparse
 import inspect
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -31,20 +34,30 @@ from . import components as K
 from . import latents as L
 from . import stages as S
 
-STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800}
-SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.47, "enhancer": 0.22}
+STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800,
+         "stage1_centred": 3000}
+SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.47, "enhancer": 0.22,
+         "stage1_centred": 0.5}
 
 
 def _trainer(name: str):
     return {"vae": K.train_vae, "vae_ft": K.train_vae_decoder, "stage1": S.train_stage1, "stage2": S.train_stage2, "enhancer": K.train_enhancer,
-            "stage1_more": lambda out, **kw: S.train_stage1(out, more=True, **kw)}[name]
+            "stage1_more": lambda out, **kw: S.train_stage1(out, more=True, **kw),
+            "stage1_centred": lambda out, **kw: S.train_stage1(out, more=True, centred=True, **kw)}[name]
+
+
+def _centred_kw(clips: int) -> dict:
+    """The centred set of stage1_centred (latents._plan), its clip count scaled with ``--clips``."""
+    return {"n": max(2, round(L.CENTRED_CLIPS * clips / L.CLIPS)), "frames": 16, "seed": L.CENTRED_SEED,
+            "centred": True}
 
 
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
            "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
-           "--device", args.device, "--batch-mult", str(args.batch_mult)] + what
+           "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
+           "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p)] + what
     cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -73,6 +86,13 @@ def main(argv=None) -> int:
     ap.add_argument("--motion-loss", type=float, default=0.0,
                     help="weight of the frame-difference x0 term in the stage-1/2 losses (run 4; see "
                          "stages.diffusion_loss)")
+    ap.add_argument("--text-lr-mult", type=float, default=0.0,
+                    help="stage1_centred: train the text encoder too at this multiple of the rate (0: frozen)")
+    ap.add_argument("--terminal-p", type=float, default=0.0,
+                    help="stage1_centred: share of samples trained as the sampler's first step (t = 999, pure noise; "
+                         "see stages.diffusion_loss)")
+    ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
+                    help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
                     help="total step count of a component instead of STEPS (continuing a finished run: copy its "
                          "checkpoint into --out; the cosine schedule is stretched to N)")
@@ -82,6 +102,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-mult", type=int, default=1,
                     help="multiply the batch of stage 1, stage1_more, stage 2 and the enhancer (a GPU has room for "
                          "4-8x at almost the same step time; learning rates are unchanged)")
+    ap.add_argument("--ranks", type=int, default=1,
+                    help="with --only: train that component data-parallel in this many one-thread processes (CPU: one "
+                         "per core; gradients averaged, so the batch grows by this factor; see common.set_ranks)")
+    ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--dist-port", type=int, default=0,
+                    help="TCP port of the --ranks group on 127.0.0.1 (default 0: a free port)")
     ap.add_argument("--collect", action="store_true", help="only (re)write weights.pt from the finished parts")
     ap.add_argument("--stop-at", action="append", default=[], metavar="COMPONENT=STEP",
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
@@ -98,6 +124,8 @@ def main(argv=None) -> int:
     stop = component_counts(args.stop_at, "--stop-at")
     if args.batch_mult < 1:
         ap.error("--batch-mult must be >= 1")
+    if args.ranks < 1 or (args.ranks > 1 and not args.only):
+        ap.error("--ranks N (N > 1) needs --only COMPONENT")
     os.makedirs(args.out, exist_ok=True)
     C.setup_torch(1)
     C.set_device(args.device)
@@ -108,25 +136,48 @@ def main(argv=None) -> int:
     def train(name: str) -> None:
         extra = ({"merger_lr_mult": args.cam_lr_mult, "cam_init": args.cam_init, "base": args.stage2_base}
                  if name == "stage2" else {})
-        if name in ("stage1", "stage1_more", "stage2"):
+        if name in ("stage1", "stage1_more", "stage1_centred", "stage2"):
             extra["motion_weight"] = args.motion_loss
-        if name in ("stage1", "stage1_more", "stage2", "enhancer") and args.batch_mult > 1:
-            fn = S.train_stage1 if name == "stage1_more" else _trainer(name)
+        if name == "stage1_centred":
+            extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
+        if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "enhancer") and args.batch_mult > 1:
+            fn = S.train_stage1 if name in ("stage1_more", "stage1_centred") else _trainer(name)
             extra["batch"] = inspect.signature(fn).parameters["batch"].default * args.batch_mult
         _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name), **extra)
 
     if args.latents_part:
         k, n = (int(v) for v in args.latents_part.split("/"))
         L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
+        L.build(args.out, K.load_vae(args.out), k, n, **_centred_kw(args.clips))
         return 0
     if args.only:
-        train(args.only)
+        others = []
+        if args.ranks > 1 and args.rank == 0:
+            if args.dist_port == 0:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    args.dist_port = s.getsockname()[1]
+            argv_now = sys.argv[1:] if argv is None else list(argv)
+            others = [subprocess.Popen([sys.executable, "-m", "models.train.all", *argv_now, f"--rank={r}",
+                                        f"--dist-port={args.dist_port}"],
+                                       stdout=open(os.path.join(args.out, f"{args.only}_rank{r}_log.txt"), "a"),
+                                       stderr=subprocess.STDOUT) for r in range(1, args.ranks)]
+        try:
+            C.set_ranks(args.rank, args.ranks, args.dist_port)
+            train(args.only)
+        except BaseException:
+            for p in others:      # the other ranks would wait for this one until the group's timeout
+                p.kill()
+            raise
+        for r, p in enumerate(others, 1):
+            _wait(p, f"{args.only} rank {r}")
         return 0
     t0 = time.time()
     if not args.collect:
         train("vae")
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
         L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
+        L.build(args.out, K.load_vae(args.out), 0, 2, **_centred_kw(args.clips))
         _wait(b, "latents 1/2")
         b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
         train("stage1")
@@ -137,6 +188,7 @@ def main(argv=None) -> int:
         else:
             b = _spawn(args, ["--only", "stage2"], "stage2_log.txt")
             train("stage1_more")
+        train("stage1_centred")
         if not args.no_enhancer:
             train("enhancer")
         _wait(b, "stage 2")

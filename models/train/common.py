@@ -1,4 +1,5 @@
 """Shared training utilities: seeding, world batches, noise schedules, JSONL loss log, resumable checkpoints."""
+import datetime
 import json
 import math
 import os
@@ -18,6 +19,8 @@ WORLD = "core"
 #: Where the trainers compute (``set_device``; ``--device`` of models.train.all). Data is rendered and batched on
 #: the CPU and moved here; the networks of a TrainLoop are moved here; finished weights are saved as CPU tensors.
 DEVICE = torch.device("cpu")
+#: Data-parallel training (``set_ranks``; ``--ranks`` of models.train.all): (this process's rank, number of ranks).
+RANKS = (0, 1)
 
 
 def set_device(name: str) -> torch.device:
@@ -31,6 +34,27 @@ def set_device(name: str) -> torch.device:
         torch.backends.cudnn.allow_tf32 = True
     DEVICE = dev
     return dev
+
+
+def set_ranks(rank: int, ranks: int, port: int) -> None:
+    """Joins a data-parallel group of ``ranks`` one-thread processes on this machine (torch.distributed, gloo over
+    127.0.0.1:``port``). Every TrainLoop then averages its gradients over the ranks after each backward pass (so
+    the batch is ``ranks`` x the trainer's batch at the same learning rate), stops all ranks together, and only
+    rank 0 writes the loss log, the checkpoints and the finished weights."""
+    global RANKS
+    if not 0 <= rank < ranks:
+        raise ValueError(f"rank {rank} of {ranks}")
+    if ranks > 1:
+        import torch.distributed as dist
+        # a rank that waits longer than this for the others (one of them died) fails instead of hanging
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=ranks,
+                                timeout=datetime.timedelta(minutes=10))
+    RANKS = (rank, ranks)
+
+
+def is_writer() -> bool:
+    """Whether this process writes files (rank 0, or the only process)."""
+    return RANKS[0] == 0
 
 
 def to_device(*tensors: torch.Tensor):
@@ -148,13 +172,23 @@ class LossLog:
         rec = {"component": self.component, "step": step,
                **{k: (round(float(v), 6) if isinstance(v, (float, int, np.floating)) else v) for k, v in values.items()},
                "elapsed_s": round(time.time() - self.t0, 1)}
+        if not is_writer():
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
 
 
+def save_final(obj, path: str) -> None:
+    """``torch.save`` of a finished component's weights (rank 0 only; see ``set_ranks``)."""
+    if is_writer():
+        torch.save(obj, path)
+
+
 def save_checkpoint(path: str, step: int, modules: Dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
                     rng: np.random.Generator, extra: Optional[dict] = None) -> None:
+    if not is_writer():
+        return
     state = {"step": step, "modules": {k: m.state_dict() for k, m in modules.items()}, "opt": opt.state_dict(),
              "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "extra": extra or {}}
     tmp = path + ".tmp"
@@ -250,6 +284,11 @@ class TrainLoop:
         self.ck = os.path.join(out, f"ckpt_{name}.pt")
         self.step, extra = load_checkpoint(self.ck, self.mods, self.opt, rng)
         self.elapsed0, self.t_start = extra.get("elapsed", 0.0), time.time()
+        rank, ranks = RANKS
+        if rank > 0:   # the same weights as rank 0 (same files), other batches and noise: reseeded from (rank, step)
+            seed = int(rng.integers(1 << 31)) + 7919 * rank + self.step
+            rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+            torch.manual_seed(seed)
         self.log = LossLog(os.path.join(out, "losses.jsonl"), name)
 
     def run(self, step_fn: Callable[[], Tuple[torch.Tensor, Dict[str, float]]]) -> None:
@@ -258,7 +297,7 @@ class TrainLoop:
             if self.stop_at is not None and self.step >= self.stop_at:
                 self.log.write(self.step, note="stopped by --stop-at (replaying a budget-stopped run)")
                 break
-            if self.elapsed0 + time.time() - self.t_start > self.budget_s:
+            if self._all_ranks_any(self.elapsed0 + time.time() - self.t_start > self.budget_s):
                 self.log.write(self.step, note="stopped by wall-clock budget")
                 break
             base = lr_at(self.step, self.lr, self.warmup, self.steps)
@@ -267,6 +306,7 @@ class TrainLoop:
             loss, info = step_fn()
             self.opt.zero_grad()
             loss.backward()
+            self._average_gradients()
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             self.opt.step()
             for k, e in self.emas.items():
@@ -276,8 +316,51 @@ class TrainLoop:
             if self.step % self.log_every == 0 or self.step == 1:
                 self.log.write(self.step, loss=loss.item(), loss_avg=run, lr=base, **info)
             if self.step % self.ckpt_every == 0:
+                self._check_in_sync()
                 save_checkpoint(self.ck, self.step, self.mods, self.opt, self.rng,
                                 {"elapsed": self.elapsed0 + time.time() - self.t_start})
+
+
+    @staticmethod
+    def _all_ranks_any(flag: bool) -> bool:
+        """``flag`` of any rank (every rank must stop at the same step, or the others wait forever)."""
+        if RANKS[1] == 1:
+            return flag
+        import torch.distributed as dist
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def _check_in_sync(self) -> None:
+        """Raises when the ranks' weights have diverged (they must stay bit-identical: same start, same averaged
+        gradients, same optimizer)."""
+        if RANKS[1] == 1:
+            return
+        import torch.distributed as dist
+        total = sum(float(p.detach().double().sum()) for p in self.params)
+        hi, lo = torch.tensor([total], dtype=torch.float64), torch.tensor([total], dtype=torch.float64)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if float(hi) != float(lo):
+            raise RuntimeError(f"data-parallel ranks diverged at step {self.step}: weight sums {float(lo)!r} .. "
+                               f"{float(hi)!r}")
+
+    def _average_gradients(self) -> None:
+        """Mean of the gradients over the ranks, as one flat all-reduce (a no-op with one rank)."""
+        if RANKS[1] == 1:
+            return
+        import torch.distributed as dist
+        for p in self.params:      # a parameter unused in this rank's step still takes part (as zeros)
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads]).cpu()
+        dist.all_reduce(flat)
+        flat /= RANKS[1]
+        i = 0
+        for g in grads:
+            g.copy_(flat[i:i + g.numel()].view_as(g))
+            i += g.numel()
 
 
 def upsample2x(video: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,7 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
         rec = vae.video_decoder()(mean2)
         log.write(step, note="latent scale folded", k=k, latent_mean=float(mean2.mean()), latent_std=float(mean2.std()),
                   posterior_std=float(std2.mean()), eval_l1=float((rec - x).abs().mean()))
-    torch.save(C.cpu_state(vae), final)
+    C.save_final(C.cpu_state(vae), final)
 
 
 def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: int = 6, batch: int = 6,
@@ -121,7 +121,7 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         return l1 + mse, {"l1": l1.item(), "mse": mse.item()}
     loop.run(step)
-    torch.save(C.cpu_state(vae.eval()), final)
+    C.save_final(C.cpu_state(vae.eval()), final)
 
 
 # stages 1 and 2: see stages.py (recipe 2, on precomputed latents)
@@ -167,7 +167,7 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
         return F.mse_loss(x0, z_tgt), {"identity_mse": F.mse_loss(z_in, z_tgt).item()}
     loop.run(step)
     ema_u, ema_t = emas["unet"], emas["text"]
-    torch.save({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
+    C.save_final({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
 
 
 def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
@@ -182,8 +182,9 @@ def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
     s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
     weights = {"vae_encoder": enc, "vae_decoder": dec, "enhancer_vae_encoder": enc, "enhancer_vae_decoder": dec,
                **s1, **s2}
-    if os.path.exists(_finish_path(out, "stage1_more")):
-        weights.update(torch.load(_finish_path(out, "stage1_more"), map_location="cpu"))
+    for name in ("stage1_more", "stage1_centred"):      # the later continuation wins
+        if os.path.exists(_finish_path(out, name)):
+            weights.update(torch.load(_finish_path(out, name), map_location="cpu"))
     if os.path.exists(_finish_path(out, "enhancer")):
         weights.update(torch.load(_finish_path(out, "enhancer"), map_location="cpu"))
     return weights

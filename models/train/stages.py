@@ -49,7 +49,7 @@ PREDICTION = "v_prediction"
 
 def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z0: torch.Tensor,
                    w: torch.Tensor, ac: torch.Tensor, prediction: str = PREDICTION,
-                   motion_weight: float = 0.0) -> torch.Tensor:
+                   motion_weight: float = 0.0, terminal_p: float = 0.0) -> torch.Tensor:
     """Diffusion loss with per-timestep weight λ_t on the x0 error, λ_t = min(SNR_t, γ) + 1 (γ = 5).
 
     With α = sqrt(ᾱ_t), σ = sqrt(1 - ᾱ_t), SNR = α²/σ², z_t = α z0 + σ ε (q(z_t | z0)):
@@ -62,19 +62,38 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     ``motion_weight`` = μ > 0 (run 4, v-prediction only) adds μ (min(SNR, γ) + 1) ||Δx̂0 - Δx0||², Δ the difference
     of neighbouring frames (x̂0 = α z_t - σ v̂), cells weighted by the larger ``w`` of the two frames: the x0 error
-    of the frame-to-frame change, which a blurred, direction-averaged prediction pays for in full."""
+    of the frame-to-frame change, which a blurred, direction-averaged prediction pays for in full.
+
+    ``terminal_p`` = p > 0 (stage1_centred) trains the sampler's first step as it really is: each sample is, with
+    probability p, put at the last timestep T - 1 = 999 with z_t = ε, pure noise, instead of α_T z0 + σ_T ε. The
+    ModelScope schedule does not reach zero SNR (α_999 = 0.068; Lin et al. 2023, "Common diffusion noise schedules
+    and sample steps are flawed"), and the UNet learns to read the clip from that leak: on run 4's stage 1 the
+    frame-to-frame variation of x̂0 at t = 990 correlated 0.84 with the true clip's. Sampling starts from pure
+    noise, so the first step then reads a motion out of the noise and the caption's direction never had to be
+    learnt (swapping it changed the x0 error by < 0.1 %). With the pure-noise samples the best first-step
+    prediction is E[x0 | caption], which on centred clips moves in the caption's direction."""
     b = z0.shape[0]
     t = torch.randint(0, ac.numel(), (b,)).to(z0.device)   # drawn on the CPU generator on every device
     noise = torch.randn_like(z0)
+    pure = None
+    if terminal_p > 0:
+        pure = (torch.rand(b) < terminal_p).to(z0.device)
+        t = torch.where(pure, torch.full_like(t, ac.numel() - 1), t)
     a = ac.to(z0.device)[t]
     al, sg = a.sqrt().view(-1, 1, 1, 1, 1), (1 - a).sqrt().view(-1, 1, 1, 1, 1)
     zt = al * z0 + sg * noise
+    if pure is not None:
+        zt = torch.where(pure.view(-1, 1, 1, 1, 1), noise, zt)
     out = predict(zt, t.float())
     snr = a / (1 - a)
     if prediction == "v_prediction":
         target, denom = al * noise - sg * z0, snr + 1
+        if pure is not None:     # the v whose x0 estimate alpha z_t - sigma v is z0 when z_t = eps
+            target = torch.where(pure.view(-1, 1, 1, 1, 1), (al * zt - z0) / sg, target)
     elif prediction == "epsilon":
         target, denom = noise, snr
+        if pure is not None:     # the eps whose x0 estimate (z_t - sigma eps) / alpha is z0
+            target = torch.where(pure.view(-1, 1, 1, 1, 1), (zt - al * z0) / sg, target)
     else:
         raise ValueError(prediction)
     per = ((out - target).pow(2) * w).flatten(1).sum(1) / w.flatten(1).sum(1)
@@ -123,24 +142,44 @@ def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Te
 
 def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int = 2, batch: int = 8,
                  lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
-                 motion_weight: float = 0.0) -> None:
+                 motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
+                 xattn_lr_mult: float = 1.0, terminal_p: float = 0.0) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
-    from stage1.pt with the text encoder frozen -> stage1_more.pt)."""
-    name = "stage1_more" if more else "stage1"
+    from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
+    from stage1_more.pt on the centred first windows (``latents._plan``) -> stage1_centred.pt).
+
+    ``centred`` only: ``text_lr_mult`` > 0 trains the text encoder too, at that multiple of the rate (its EMA is
+    then saved as ``text_encoder`` and replaces stage 1's for both stages); ``xattn_lr_mult`` multiplies the rate
+    of the spatial cross-attention layers (``attentions.*.attn2``: the only path from the caption to the frames);
+    ``terminal_p``: see ``diffusion_loss``."""
+    name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
+    if centred and not more:
+        raise ValueError("centred continues stage1_more: pass more=True")
     if os.path.exists(_finish_path(out, name)):
         return
-    rng = C.seed_all(seed + (100 if more else 0))
-    data = L.load(out)
+    rng = C.seed_all(seed + (200 if centred else 100 if more else 0))
+    data = L.load(out, centred=centred)
     text = build_aux_model("clip_text", C.NET_CONFIG)
     unet = UNet3DConditionModel(get_config(C.NET_CONFIG).unet)
     if more:
         s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
         text.load_state_dict(s1["text_encoder"])
-        unet.load_state_dict(s1["unet_stage1"])
+        base = torch.load(_finish_path(out, "stage1_more"), map_location="cpu") if centred else s1
+        unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
-    emas = {"unet": C.EMA(unet, 0.995)} if more else {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
-    params = list(unet.parameters()) + ([] if more else list(text.parameters()))
-    loop = C.TrainLoop(out, name, {"unet": unet, "text": text}, [{"params": params}], lr * (0.5 if more else 1.0),
+    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p):
+        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p are options of stage1_centred")
+    text_trains = not more or text_lr_mult > 0
+    if more and text_trains:
+        text.train().requires_grad_(True)
+    emas = {"unet": C.EMA(unet, 0.995), **({"text": C.EMA(text, 0.995)} if text_trains else {})}
+    xattn = [p for k, p in unet.named_parameters() if ".attentions." in k and ".attn2." in k]
+    ids_x = {id(p) for p in xattn}
+    groups = [{"params": [p for p in unet.parameters() if id(p) not in ids_x]},
+              {"params": xattn, "lr_mult": xattn_lr_mult}]
+    if text_trains:
+        groups.append({"params": list(text.parameters()), "lr_mult": text_lr_mult if more else 1.0})
+    loop = C.TrainLoop(out, name, {"unet": unet, "text": text}, groups, lr * (0.5 if more else 1.0),
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
 
@@ -148,13 +187,14 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         z0, w, ids, _ = data.windows(rng, batch)
         z0, w = C.to_device(z0, w)
         caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
-        ctx = _text_cond(text, caps, more)
-        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight), {}
+        ctx = _text_cond(text, caps, not text_trains)
+        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight,
+                              terminal_p=terminal_p), {}
     loop.run(step)
     res = {"unet_stage1": emas["unet"].state_dict()}         # EMA state dicts are CPU tensors
-    if not more:
+    if text_trains:
         res["text_encoder"] = emas["text"].state_dict()
-    torch.save(res, _finish_path(out, name))
+    C.save_final(res, _finish_path(out, name))
 
 
 def init_frame_encoder(enc: torch.nn.Module, data: L.LatentSet, rng: np.random.Generator, target_std: float = 0.5,
@@ -283,5 +323,5 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
             info["cam_gain"] = cam_gain(model, z0, w, ctx, cond, ac)
         return loss, info
     loop.run(step)
-    torch.save({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
+    C.save_final({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
                _finish_path(out, "stage2"))
