@@ -36,8 +36,8 @@ from . import stages as S
 
 STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800,
          "stage1_centred": 3000}
-SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.47, "enhancer": 0.22,
-         "stage1_centred": 0.5}
+SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.30, "enhancer": 0.22,
+         "stage1_centred": 0.20}
 
 
 def _trainer(name: str):

@@ -24,7 +24,7 @@ OUT=${OUT:-.gpu-work/out}
 WORK=${WORK:-.gpu-work/train}
 PY=${TORCH_PYTHON:-python3}
 BUDGET_MIN=${BUDGET_MIN:-8}
-TRAIN_ARGS=${TRAIN_ARGS:-"--steps-scale 4 --batch-mult 4 --cam-init small --cam-lr-mult 5 --motion-loss 1"}
+TRAIN_ARGS=${TRAIN_ARGS:-"--steps-scale 4 --batch-mult 4 --cam-init small --cam-lr-mult 5 --motion-loss 1 --terminal-p 0.15"}
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
 "$PY" -c 'import torch, sys; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", ok, torch.cuda.get_device_name(0) if ok else "-"); sys.exit(0 if ok else 3)' \
