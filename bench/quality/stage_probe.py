@@ -20,7 +20,9 @@ without the other stage in the way (numbers for models/train/README.md).
   direction by the opposite one, its shape or its colour by the next one, or the whole caption by "": the value
   is (swapped - own) / own, averaged over t; ~0 means the UNet ignores that word. Measured on clips whose object
   starts anywhere (``anywhere``) and at the frame centre (``centred``, the stage1_centred training windows).
-  ``*_first_step``: the same at the sampler's first step, t = 999 with pure noise as the input.
+  ``*_first_step``: the same at the sampler's first step, t = 999 with pure noise as the input. ``--unet stage2``:
+  the stage-2 UNet, given the clip's true frames 0-7 as CAM input and its frame 0 as the APM anchor, scored on the
+  new frames 8-15 (``anywhere`` clips only).
 Prints one JSON line. Same seeds, same numbers (one thread)."""
 import argparse
 import json
@@ -124,16 +126,21 @@ def swap_word(prompt: str, what: str) -> str:
     return " ".join(new if w == old else w for w in words)
 
 
-def words(model_dir: str, n: int, ts=(300, 600, 800, 950)) -> dict:
+def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1") -> dict:
     load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
-    unet, text, enc = load("unet_stage1.pt"), load("text_encoder.pt"), load("vae_encoder.pt")
+    text, enc = load("text_encoder.pt"), load("vae_encoder.pt")
     prompts = M.load_prompts(n)
     ac = C.ddpm_alphas_cumprod()
     out = {}
+    frames = slice(None)
     with torch.no_grad():
         ctx = {k: text(C.token_ids(prompts if k == "own" else [swap_word(p, k) for p in prompts]))
                for k in ("own", "direction", "shape", "colour", "empty")}
-        for place in ("anywhere", "centred"):
+        if which == "stage1":
+            unet, places = load("unet_stage1.pt"), ("anywhere", "centred")
+        else:     # stage 2: CAM frames = the clip's true frames 0-7, anchor = frame 0; error on the new frames 8-15
+            s2, apm, places, frames = load("unet_stage2.pt"), load("apm_image_encoder.pt"), ("anywhere",), slice(8, 16)
+        for place in places:
             rng = np.random.default_rng(7)
             clips, masks = [], []
             for p in prompts:
@@ -146,6 +153,11 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950)) -> dict:
                 masks.append(torch.from_numpy(m))
             z0 = enc(torch.stack(clips))[0]
             w = 1.0 + 3.0 * torch.nn.functional.max_pool3d(torch.stack(masks)[:, None].float(), (1, 8, 8))
+            if which == "stage2":
+                video = torch.stack(clips)
+                tokens = apm(video[:, :, 0])
+                unet = lambda zt, tt, c: s2(zt, tt, torch.cat([c, tokens], 1), video[:, :, :8])  # noqa: E731
+            w = w * torch.zeros_like(w).index_fill_(2, torch.arange(16)[frames], 1.0)   # only the scored frames
             rel, first = Counter(), Counter()
             for t in list(ts) + [999]:
                 noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t))
@@ -161,7 +173,7 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950)) -> dict:
                         rel[k] += (err[k] - err["own"]) / err["own"] / len(ts)
             out[place] = {k: round(v, 4) for k, v in rel.items()}
             out[place + "_first_step"] = {k: round(v, 4) for k, v in first.items()}
-    return {"stage": "words", "clips": len(prompts), "timesteps": list(ts), **out}
+    return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}
 
 
 def main() -> int:
@@ -170,11 +182,14 @@ def main() -> int:
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--seeds", type=int, default=2, help="stage1: samples per prompt")
+    ap.add_argument("--unet", choices=["stage1", "stage2"], default="stage1",
+                    help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
+                         "error on frames 8-15)")
     ap.add_argument("--guidance", type=float, default=None, help="default: 5 (stage 1), 4 (stage 2)")
     args = ap.parse_args()
     C.setup_torch(1)
     if args.stage == "words":
-        res = words(args.model, args.prompts)
+        res = words(args.model, args.prompts, which=args.unet)
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:
