@@ -30,7 +30,6 @@ import math
 import os
 import sys
 from collections import Counter
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 import metrics as M  # noqa: E402
 from models import world  # noqa: E402
 from models.train import common as C  # noqa: E402
+from models.train.latents import centre_scene  # noqa: E402
 from models.train.stages import ddim_sample  # noqa: E402
 
 
@@ -146,8 +146,7 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
             for p in prompts:
                 sc = world.scene_from_caption(p, rng, "core")
                 if place == "centred":      # object at the frame centre at frame 0, as latents._plan(centred=True)
-                    x, y, _ = world.object_state(sc, 0)
-                    sc = replace(sc, x0=(sc.x0 + 32 - x) % 64, y0=(sc.y0 + 32 - y) % 64)
+                    sc = centre_scene(sc, 0)
                 f, m = world.render_with_masks(sc, 0, 16, 64)
                 clips.append(torch.from_numpy(f).permute(1, 0, 2, 3))
                 masks.append(torch.from_numpy(m))

@@ -46,12 +46,6 @@ def _trainer(name: str):
             "stage1_centred": lambda out, **kw: S.train_stage1(out, more=True, centred=True, **kw)}[name]
 
 
-def _centred_kw(clips: int) -> dict:
-    """The centred set of stage1_centred (latents._plan), its clip count scaled with ``--clips``."""
-    return {"n": max(2, round(L.CENTRED_CLIPS * clips / L.CLIPS)), "frames": 16, "seed": L.CENTRED_SEED,
-            "centred": True}
-
-
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
            "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
@@ -148,7 +142,7 @@ def main(argv=None) -> int:
     if args.latents_part:
         k, n = (int(v) for v in args.latents_part.split("/"))
         L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
-        L.build(args.out, K.load_vae(args.out), k, n, **_centred_kw(args.clips))
+        L.build(args.out, K.load_vae(args.out), k, n, **L.centred_kw(args.clips))
         return 0
     if args.only:
         others = []
@@ -177,7 +171,7 @@ def main(argv=None) -> int:
         train("vae")
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
         L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
-        L.build(args.out, K.load_vae(args.out), 0, 2, **_centred_kw(args.clips))
+        L.build(args.out, K.load_vae(args.out), 0, 2, **L.centred_kw(args.clips))
         _wait(b, "latents 1/2")
         b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
         train("stage1")

@@ -38,20 +38,29 @@ def _plan(n: int, seed: int, centred: bool = False) -> Tuple[List[world.Scene], 
     Why: the object of a world clip wraps around the frame, so over all windows its position is uniform, and at high
     noise the best x0 prediction (a blur over every position) is the same for every direction: the direction words
     get no gradient there, and later the motion is visible in the noisy frames themselves. Measured on run 4's
-    stage 1: swapping the direction in the caption changed its x0 error by 0.3 % (t = 300-950) against 25-170 %
-    for the colour. With the start position known up to the jitter, the direction decides where the object is in
-    every later frame, also at high noise."""
+    stage 1 (``bench/quality/stage_probe.py words``): swapping the caption's direction changed its x0 error by
+    -0.02 % against +272 % for the colour. With the start position known up to the jitter, the direction decides
+    where the object is in every later frame; run 5 needed pure-noise first-step samples too
+    (``stages.diffusion_loss``, ``terminal_p``) before the UNet used it."""
     rng = np.random.default_rng(seed)
     scenes = [world.sample_scene(rng, C.WORLD) for _ in range(n)]
     starts = [int(v) for v in rng.integers(0, 400, size=n)]
     if centred:
         jit = rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, size=(n, 2))
-        for i, (s, t0) in enumerate(zip(scenes, starts)):
-            x, y, _ = world.object_state(s, t0)
-            c = world.UNITS / 2
-            scenes[i] = replace(s, x0=(s.x0 + c + jit[i, 0] - x) % world.UNITS,
-                                y0=(s.y0 + c + jit[i, 1] - y) % world.UNITS)
+        scenes = [centre_scene(s, t0, dx, dy) for s, t0, (dx, dy) in zip(scenes, starts, jit)]
     return scenes, starts
+
+
+def centre_scene(s: world.Scene, t0: float, dx: float = 0.0, dy: float = 0.0) -> world.Scene:
+    """``s`` moved so that its object is at the frame centre + (dx, dy) at frame ``t0`` (nothing else changes)."""
+    x, y, _ = world.object_state(s, t0)
+    c = world.UNITS / 2
+    return replace(s, x0=(s.x0 + c + dx - x) % world.UNITS, y0=(s.y0 + c + dy - y) % world.UNITS)
+
+
+def centred_kw(clips: int = CLIPS) -> dict:
+    """``build`` arguments of the centred set, its clip count scaled with the main set's ``clips``."""
+    return {"n": max(2, round(CENTRED_CLIPS * clips / CLIPS)), "frames": 16, "seed": CENTRED_SEED, "centred": True}
 
 
 @torch.no_grad()
@@ -125,8 +134,7 @@ def main(argv=None) -> int:
     part, parts = (int(v) for v in args.part.split("/"))
     C.setup_torch(1)
     from .components import load_vae
-    kw = {"n": CENTRED_CLIPS, "frames": 16, "seed": CENTRED_SEED, "centred": True} if args.centred else {}  # = all.py
-    print(build(args.out, load_vae(args.out), part, parts, **kw), flush=True)
+    print(build(args.out, load_vae(args.out), part, parts, **(centred_kw() if args.centred else {})), flush=True)
     return 0
 
 

@@ -173,12 +173,15 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     if more and text_trains:
         text.train().requires_grad_(True)
     emas = {"unet": C.EMA(unet, 0.995), **({"text": C.EMA(text, 0.995)} if text_trains else {})}
-    xattn = [p for k, p in unet.named_parameters() if ".attentions." in k and ".attn2." in k]
-    ids_x = {id(p) for p in xattn}
-    groups = [{"params": [p for p in unet.parameters() if id(p) not in ids_x]},
-              {"params": xattn, "lr_mult": xattn_lr_mult}]
-    if text_trains:
-        groups.append({"params": list(text.parameters()), "lr_mult": text_lr_mult if more else 1.0})
+    if centred:     # own rate groups; stage1 / stage1_more keep their one group (their checkpoints resume)
+        xattn = [p for k, p in unet.named_parameters() if ".attentions." in k and ".attn2." in k]
+        ids_x = {id(p) for p in xattn}
+        groups = [{"params": [p for p in unet.parameters() if id(p) not in ids_x]},
+                  {"params": xattn, "lr_mult": xattn_lr_mult}]
+        if text_trains:
+            groups.append({"params": list(text.parameters()), "lr_mult": text_lr_mult})
+    else:
+        groups = [{"params": list(unet.parameters()) + ([] if more else list(text.parameters()))}]
     loop = C.TrainLoop(out, name, {"unet": unet, "text": text}, groups, lr * (0.5 if more else 1.0),
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
