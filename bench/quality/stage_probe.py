@@ -2,7 +2,7 @@
 without the other stage in the way (numbers for models/train/README.md).
 
     /usr/bin/python3 bench/quality/stage_probe.py stage1 --model models/default [--guidance 5] [--seeds 2]
-    /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4]
+    /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4] [--cond turn]
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
@@ -13,7 +13,9 @@ without the other stage in the way (numbers for models/train/README.md).
   pipeline). ``copy_absdiff`` / ``copy_pos_err``: mean |pixel| difference and object-centroid distance (px of 64)
   between the window's positions 0-7 and the conditioning frames they re-generate; ``new_dir``: direction of the
   8 new frames alone; ``chain_dir``: direction of conditioning + new frames (16 frames); ``new_shape``,
-  ``new_colour``.
+  ``new_colour``. ``--cond turn``: the CAM frames show the same scene moving another way (each of the three other
+  directions for a third of the prompts), meeting the prompt's clip at the first new frame; ``new_dir`` then says
+  whether the new frames follow the caption, ``new_cond_dir`` whether they keep the conditioning frames' direction.
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -40,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 import metrics as M  # noqa: E402
 from models import world  # noqa: E402
 from models.train import common as C  # noqa: E402
-from models.train.latents import centre_scene  # noqa: E402
+from models.train.latents import centre_scene, turn_scene  # noqa: E402
 from models.train.stages import ddim_sample  # noqa: E402
 
 
@@ -76,14 +78,19 @@ def _centroids(frames: np.ndarray, prompt: str):
     return M.centroids(masks, masks.reshape(len(masks), -1).sum(-1) > 10)
 
 
-def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0) -> dict:
+def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0, cond_kind: str = "true") -> dict:
     load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
     unet, text, apm, dec = load("unet_stage2.pt"), load("text_encoder.pt"), load("apm_image_encoder.pt"), \
         load("vae_decoder.pt")
     prompts = M.load_prompts(n)
     rng = np.random.default_rng(5)
-    clips = [torch.from_numpy(world.render(world.scene_from_caption(p, rng, "core"), 0, 16, 64)).permute(1, 0, 2, 3)
-             for p in prompts]
+    scenes = [world.scene_from_caption(p, rng, "core") for p in prompts]
+    clips = [torch.from_numpy(world.render(s, 0, 16, 64)).permute(1, 0, 2, 3) for s in scenes]
+    others = [None] * len(prompts)
+    if cond_kind == "turn":     # CAM frames 8-15 of the scene moving another way, meeting the prompt's at frame 16
+        others = [[d for d in world.DIRECTIONS if d != s.direction][i % 3] for i, s in enumerate(scenes)]
+        clips = [torch.cat([c[:, :8], torch.from_numpy(world.render(turn_scene(s, 16, d), 8, 8, 64)).permute(1, 0, 2, 3)], 1)
+                 for c, s, d in zip(clips, scenes, others)]
     cond = torch.stack([c[:, 8:16] for c in clips])          # [B,3,8,64,64] in [-1,1]
     anchor = torch.stack([c[:, 0] for c in clips])
     b = len(prompts)
@@ -95,17 +102,20 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         gen = _to_u8(dec(z))
     true = _to_u8(cond)
     acc = Counter()
-    for p, g, c in zip(prompts, gen, true):
+    for p, g, c, other in zip(prompts, gen, true, others):
         acc["copy_absdiff"] += float(np.abs(g[:8].astype(np.float32) - c.astype(np.float32)).mean())
         dist = [math.hypot((a[0] - q[0] + 32) % 64 - 32, (a[1] - q[1] + 32) % 64 - 32)
                 for a, q in zip(_centroids(g[:8], p), _centroids(c, p)) if a and q]
         acc["copy_pos_err"] += float(np.mean(dist)) if dist else 32.0
         new, chain = M.analyse(g[8:], p), M.analyse(np.concatenate([c, g[8:]]), p)
         acc["new_dir"] += new["dir_ok"]
+        if other is not None:
+            acc["new_cond_dir"] += float(new["detected"][2] == other)
         acc["chain_dir"] += chain["dir_ok"]
         acc["new_shape"] += new["shape_ok"]
         acc["new_colour"] += new["colour_ok"]
-    return {"stage": 2, "windows": b, "guidance": guidance, **{k: round(v / b, 3) for k, v in acc.items()}}
+    return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance,
+            **{k: round(v / b, 3) for k, v in acc.items()}}
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -185,6 +195,9 @@ def main() -> int:
                     help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
                          "error on frames 8-15)")
     ap.add_argument("--guidance", type=float, default=None, help="default: 5 (stage 1), 4 (stage 2)")
+    ap.add_argument("--cond", choices=["true", "turn"], default="true",
+                    help="stage2: CAM frames of the prompt's clip (true) or of the same scene moving another way, "
+                         "meeting the prompt's at the window's first new frame (turn; session 6)")
     args = ap.parse_args()
     C.setup_torch(1)
     if args.stage == "words":
@@ -192,7 +205,7 @@ def main() -> int:
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:
-        res = stage2(args.model, args.prompts, 4.0 if args.guidance is None else args.guidance)
+        res = stage2(args.model, args.prompts, 4.0 if args.guidance is None else args.guidance, cond_kind=args.cond)
     print(json.dumps({"model": args.model, **res}))
     return 0
 

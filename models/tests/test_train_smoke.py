@@ -36,9 +36,11 @@ class TrainSmokeTest(unittest.TestCase):
                         self.assertTrue(bool(torch.isfinite(v).all()), f"{role}.{k} not finite")
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = f.read()
-            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage1_centred", "stage2", "enhancer"):
+            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage1_centred", "stage2", "enhancer",
+                              "stage2_turn"):
                 self.assertIn(f'"component": "{component}"', logged)
             self.assertIn("cam_gain", logged)
+            self.assertTrue(os.path.exists(os.path.join(out, "stage2_turn.pt")))
             # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
             for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
                 if os.path.exists(os.path.join(out, f)):

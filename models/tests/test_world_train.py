@@ -1,4 +1,5 @@
 """The synthetic world (core subset, captions, renders) and the training helpers that shape the shipped model."""
+import dataclasses
 import math
 import unittest
 
@@ -44,6 +45,33 @@ class CoreWorldTest(unittest.TestCase):
             dx = (world.object_state(c, t0 + 5)[0] - x) % world.UNITS
             self.assertAlmostEqual(dx, (world.object_state(s, t0 + 5)[0] - world.object_state(s, t0)[0]) % world.UNITS,
                                    places=9)
+
+    def test_turn_plan_moves_another_way_until_the_turn_then_the_caption_way(self):
+        from models.train import latents as L
+        scenes, starts = L._plan(60, 4)
+        pre = L.turn_pre(scenes, starts, 4)
+        seen = set()
+        for s, p, t0 in zip(scenes, pre, starts):
+            self.assertNotEqual(p.direction, s.direction)
+            seen.add(p.direction)
+            # everything but the direction and the start position is the caption's scene
+            self.assertEqual(dataclasses.replace(p, direction=s.direction, x0=s.x0, y0=s.y0), s)
+            pos = [np.array(world.object_state(p if k < L.TURN_AT else s, t0 + k)[:2]) for k in range(16)]
+            steps = [(b - a + world.UNITS / 2) % world.UNITS - world.UNITS / 2 for a, b in zip(pos, pos[1:])]
+            for k, d in enumerate(steps):         # step k goes from clip frame k to k + 1
+                v = np.array(world.DIRECTION_VECTORS[p.direction if k < L.TURN_AT else s.direction])
+                self.assertGreater(float(d @ v), 0.0, (k, s.direction, p.direction))   # along that direction
+                self.assertAlmostEqual(float(np.abs(d - (d @ v) * v).max()), 0.0, places=9)  # and only along it
+        self.assertEqual(seen, set(world.DIRECTIONS))
+        # the rendered clip is the pre scene before the turn, the caption's scene from it on
+        f, m = L.render_clip(scenes[0], starts[0], 16, pre[0])
+        np.testing.assert_array_equal(f[:L.TURN_AT], world.render(pre[0], starts[0], L.TURN_AT, 64))
+        np.testing.assert_array_equal(f[L.TURN_AT:], world.render(scenes[0], starts[0] + L.TURN_AT, 16 - L.TURN_AT, 64))
+        data = L.LatentSet(torch.zeros(2, 4, 16, 8, 8), torch.ones(2, 1, 16, 8, 8), torch.zeros(2, 3, 64, 64),
+                           scenes[:2], starts[:2], pre[:2])
+        np.testing.assert_array_equal(data.render(0, 4, 8).permute(1, 0, 2, 3).numpy(), f[4:12])
+        with self.assertRaises(ValueError):
+            L.load("/nonexistent", centred=True, turn=True)
 
     def test_unknown_world_kind_is_an_error(self):
         with self.assertRaises(ValueError):
@@ -228,3 +256,27 @@ class CamInitTest(unittest.TestCase):
                 torch.nn.init.normal_(p, std=0.05)
         self.assertNotEqual(stages.cam_gain(model, z0, w, ctx, cond, ac), 0.0)
         self.assertFalse(model.training)  # cam_gain restores the mode it found
+
+    def test_caption_direction_gain_is_the_relative_first_step_x0_error_on_the_new_frames(self):
+        from models.train import common as C
+        model = self._stage2()
+        torch.manual_seed(1)
+        z0 = torch.randn(3, 4, 16, 8, 8)
+        w = 1.0 + 3.0 * (torch.rand(3, 1, 16, 8, 8) > 0.7).float()
+        own, other = torch.randn(2, 3, 93, self.net.unet.cross_attention_dim)
+        cond = torch.stack([self.data.render(i, 0, 8) for i in range(3)])
+        ac = C.ddpm_alphas_cumprod()
+        model.train()
+        self.assertEqual(stages.caption_direction_gain(model, z0, w, own, own, cond, ac), 0.0)
+        g = stages.caption_direction_gain(model, z0, w, own, other, cond, ac)
+        self.assertTrue(model.training)      # restored
+        # by hand: z_t = pure noise (seeded by t = 999), x0 = alpha z_t - sigma v, error on frames 8-15 only
+        model.eval()
+        with torch.no_grad():
+            zt = torch.randn(z0.shape, generator=torch.Generator().manual_seed(999))
+            al, sg = float(ac[999].sqrt()), float((1 - ac[999]).sqrt())
+            tt = torch.full((3,), 999.0)
+            e = [float((((al * zt - sg * model(zt, tt, c, cond)) - z0)[:, :, 8:] ** 2 * w[:, :, 8:]).sum()
+                       / w[:, :, 8:].sum()) for c in (own, other)]
+        self.assertNotEqual(g, 0.0)
+        self.assertAlmostEqual(g, (e[1] - e[0]) / e[0], places=6)

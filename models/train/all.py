@@ -7,8 +7,10 @@ Timeline (process A = this one, process B = a second one-thread process):
 
     A: VAE -> latents 0/2 -> stage 1 (text + UNet) -> stage1_more (UNet, text frozen) -> stage1_centred -> enhancer
     B:        latents 1/2 -> VAE decoder fine-tuning -> stage 2 (CAM + APM, base from stage 1)
+    A, after both: stage2_turn (stage 2 continued with turn clips)
 
-(each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``).
+(each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``, and of
+the turn set of stage2_turn, ``latents.turn_pre``).
 With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
 enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
@@ -35,15 +37,16 @@ from . import latents as L
 from . import stages as S
 
 STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800,
-         "stage1_centred": 3000}
+         "stage1_centred": 3000, "stage2_turn": 1500}
 SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.30, "enhancer": 0.22,
-         "stage1_centred": 0.20}
+         "stage1_centred": 0.20, "stage2_turn": 0.30}
 
 
 def _trainer(name: str):
     return {"vae": K.train_vae, "vae_ft": K.train_vae_decoder, "stage1": S.train_stage1, "stage2": S.train_stage2, "enhancer": K.train_enhancer,
             "stage1_more": lambda out, **kw: S.train_stage1(out, more=True, **kw),
-            "stage1_centred": lambda out, **kw: S.train_stage1(out, more=True, centred=True, **kw)}[name]
+            "stage1_centred": lambda out, **kw: S.train_stage1(out, more=True, centred=True, **kw),
+            "stage2_turn": lambda out, **kw: S.train_stage2(out, turn=True, **kw)}[name]
 
 
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
@@ -51,7 +54,10 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
-           "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p)] + what
+           "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
+           "--turn-p", str(args.turn_p)] + what
+    if args.turn_terminal_p is not None:
+        cmd += ["--turn-terminal-p", str(args.turn_terminal_p)]
     cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -83,8 +89,13 @@ def main(argv=None) -> int:
     ap.add_argument("--text-lr-mult", type=float, default=0.0,
                     help="stage1_centred: train the text encoder too at this multiple of the rate (0: frozen)")
     ap.add_argument("--terminal-p", type=float, default=0.0,
-                    help="stage1_centred: share of samples trained as the sampler's first step (t = 999, pure noise; "
-                         "see stages.diffusion_loss)")
+                    help="stage1_centred, stage2_turn: share of samples trained as the sampler's first step (t = 999, "
+                         "pure noise; see stages.diffusion_loss)")
+    ap.add_argument("--turn-p", type=float, default=0.3,
+                    help="stage2_turn: share of each batch from the turn set (conditioning frames moving another way "
+                         "than the caption; see latents.turn_pre)")
+    ap.add_argument("--turn-terminal-p", type=float, default=None,
+                    help="stage2_turn: --terminal-p of the turn clips alone (default: --terminal-p)")
     ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
                     help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
@@ -130,12 +141,16 @@ def main(argv=None) -> int:
     def train(name: str) -> None:
         extra = ({"merger_lr_mult": args.cam_lr_mult, "cam_init": args.cam_init, "base": args.stage2_base}
                  if name == "stage2" else {})
-        if name in ("stage1", "stage1_more", "stage1_centred", "stage2"):
+        if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn"):
             extra["motion_weight"] = args.motion_loss
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
-        if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "enhancer") and args.batch_mult > 1:
-            fn = S.train_stage1 if name in ("stage1_more", "stage1_centred") else _trainer(name)
+        if name == "stage2_turn":
+            extra.update(merger_lr_mult=args.cam_lr_mult, turn_p=args.turn_p, terminal_p=args.terminal_p,
+                         turn_terminal_p=args.turn_terminal_p)
+        if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn", "enhancer") and args.batch_mult > 1:
+            fn = {"stage1_more": S.train_stage1, "stage1_centred": S.train_stage1,
+                  "stage2_turn": S.train_stage2}.get(name) or _trainer(name)
             extra["batch"] = inspect.signature(fn).parameters["batch"].default * args.batch_mult
         _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name), **extra)
 
@@ -143,6 +158,7 @@ def main(argv=None) -> int:
         k, n = (int(v) for v in args.latents_part.split("/"))
         L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
         L.build(args.out, K.load_vae(args.out), k, n, **L.centred_kw(args.clips))
+        L.build(args.out, K.load_vae(args.out), k, n, **L.turn_kw(args.clips))
         return 0
     if args.only:
         others = []
@@ -172,6 +188,7 @@ def main(argv=None) -> int:
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
         L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
         L.build(args.out, K.load_vae(args.out), 0, 2, **L.centred_kw(args.clips))
+        L.build(args.out, K.load_vae(args.out), 0, 2, **L.turn_kw(args.clips))
         _wait(b, "latents 1/2")
         b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
         train("stage1")
@@ -186,6 +203,7 @@ def main(argv=None) -> int:
         if not args.no_enhancer:
             train("enhancer")
         _wait(b, "stage 2")
+        train("stage2_turn")
     weights = K.collect_weights(args.out)
     if "enhancer_unet" not in weights:
         torch.manual_seed(0)

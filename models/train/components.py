@@ -179,7 +179,8 @@ def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
         ft.load_state_dict(torch.load(_finish_path(out, "vae_ft"), map_location="cpu"))
         dec = ft.eval().video_decoder().state_dict()
     s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
-    s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
+    s2 = torch.load(_finish_path(out, "stage2_turn" if os.path.exists(_finish_path(out, "stage2_turn")) else "stage2"),
+                    map_location="cpu")                 # stage2_turn continues stage 2 (session 6)
     weights = {"vae_encoder": enc, "vae_decoder": dec, "enhancer_vae_encoder": enc, "enhancer_vae_decoder": dec,
                **s1, **s2}
     for name in ("stage1_more", "stage1_centred"):      # the later continuation wins

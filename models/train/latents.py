@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, replace
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ CLIPS, FRAMES, SEED = 1200, 48, 11
 #: The centred set (``stage1_centred``): 16-frame clips whose object starts within +-CENTRE_JITTER units of the
 #: frame centre (see ``_plan``).
 CENTRED_CLIPS, CENTRED_SEED, CENTRE_JITTER = 3000, 12, 8.0
+#: The turn set (``stage2_turn``): 16-frame clips whose object moves another way in frames 0-7 (the conditioning
+#: frames of a stage-2 window) and the caption's way from frame ``TURN_AT`` on (see ``turn_pre``).
+TURN_CLIPS, TURN_SEED, TURN_AT = 2000, 13, 8
 
 
 def _path(out: str, part: int, parts: int, kind: str = "") -> str:
@@ -58,6 +61,47 @@ def centre_scene(s: world.Scene, t0: float, dx: float = 0.0, dy: float = 0.0) ->
     return replace(s, x0=(s.x0 + c + dx - x) % world.UNITS, y0=(s.y0 + c + dy - y) % world.UNITS)
 
 
+def turn_scene(s: world.Scene, t: float, direction: str) -> world.Scene:
+    """``s`` moving in ``direction`` instead, moved so that its object is where ``s`` has it at frame ``t`` (same
+    speed law, nothing else changes)."""
+    a = replace(s, direction=direction)
+    x, y, _ = world.object_state(s, t)
+    xa, ya, _ = world.object_state(a, t)
+    return replace(a, x0=(a.x0 + x - xa) % world.UNITS, y0=(a.y0 + y - ya) % world.UNITS)
+
+
+def turn_pre(scenes: List[world.Scene], starts: List[int], seed: int) -> List[world.Scene]:
+    """The scenes of frames 0 .. TURN_AT - 1 of the turn set: each clip's scene with one of the three other
+    directions (uniform), meeting the clip's own scene at frame TURN_AT. From frame TURN_AT - 1 to TURN_AT the
+    object still takes the old direction's step, then the caption's.
+
+    Why (session 6): the stage-2 UNet continues its conditioning frames' motion, and on every training window that
+    motion is the caption's, so it never had to read the direction from the caption (``stage_probe.py words --unet
+    stage2``: swapping it changed the error by -0.2 %). In the pipeline a wrong or drifting motion in the
+    conditioning frames is then continued for the rest of the video (run 5: 11 of 24 videos start in the prompt's
+    direction, 4 of 24 keep it). On these clips only the caption says where the new frames go."""
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for s, t0 in zip(scenes, starts):
+        others = [d for d in world.DIRECTIONS if d != s.direction]
+        out.append(turn_scene(s, t0 + TURN_AT, others[int(rng.integers(len(others)))]))
+    return out
+
+
+def render_clip(s: world.Scene, t0: int, n: int, pre: Optional[world.Scene] = None, size: int = 64,
+                offset: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(frames [n, 3, size, size], masks [n, size, size]) of clip frames ``offset`` .. ``offset + n - 1`` starting
+    at scene frame ``t0``; with ``pre``, clip frames before TURN_AT come from ``pre`` (the turn set)."""
+    out = [world.render_frame_and_mask(pre if pre is not None and offset + k < TURN_AT else s, t0 + offset + k, size)
+           for k in range(n)]
+    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+
+def turn_kw(clips: int = CLIPS) -> dict:
+    """``build`` arguments of the turn set, its clip count scaled with the main set's ``clips``."""
+    return {"n": max(2, round(TURN_CLIPS * clips / CLIPS)), "frames": 16, "seed": TURN_SEED, "turn": True}
+
+
 def centred_kw(clips: int = CLIPS) -> dict:
     """``build`` arguments of the centred set, its clip count scaled with the main set's ``clips``."""
     return {"n": max(2, round(CENTRED_CLIPS * clips / CLIPS)), "frames": 16, "seed": CENTRED_SEED, "centred": True}
@@ -65,25 +109,28 @@ def centred_kw(clips: int = CLIPS) -> dict:
 
 @torch.no_grad()
 def build(out: str, vae, part: int = 0, parts: int = 1, n: int = CLIPS, frames: int = FRAMES,
-          seed: int = SEED, centred: bool = False) -> str:
+          seed: int = SEED, centred: bool = False, turn: bool = False) -> str:
     """Encodes clips ``part::parts`` of the plan into ``<out>/latents_<part>of<parts>.pt`` (skipped if present);
-    ``centred``: the centred set (``_plan``) into ``latents_centred_<part>of<parts>.pt``."""
-    path = _path(out, part, parts, "centred" if centred else "")
+    ``centred``: the centred set (``_plan``) into ``latents_centred_<part>of<parts>.pt``; ``turn``: the turn set
+    (``turn_pre``) into ``latents_turn_<part>of<parts>.pt``."""
+    path = _path(out, part, parts, _kind(centred, turn))
     if os.path.exists(path):
         return path
     scenes, starts = _plan(n, seed, centred)
+    pre = turn_pre(scenes, starts, seed) if turn else [None] * n
     idx = list(range(part, n, parts))
     zs, ws, anchors = [], [], []
     vae = vae.to(C.DEVICE)
     for i in idx:
-        f, m = world.render_with_masks(scenes[i], starts[i], frames, 64)
+        f, m = render_clip(scenes[i], starts[i], frames, pre[i])
         x = torch.from_numpy(f).permute(1, 0, 2, 3)[None].to(C.DEVICE)   # [1, 3, L, 64, 64]
         mean, _ = vae.video_encoder()(x)
         zs.append(mean[0].cpu())
         ws.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None], (1, 8, 8))[0])
         anchors.append(torch.from_numpy(world.render_frame(scenes[i], 0, 64)))
     torch.save({"index": idx, "z": torch.stack(zs), "w": torch.stack(ws), "anchor": torch.stack(anchors),
-                "frames": frames, "seed": seed, "n": n, "world": C.WORLD, "centred": centred}, path + ".tmp")
+                "frames": frames, "seed": seed, "n": n, "world": C.WORLD, "centred": centred, "turn": turn},
+               path + ".tmp")
     os.replace(path + ".tmp", path)
     return path
 
@@ -95,6 +142,7 @@ class LatentSet:
     anchor: torch.Tensor         # [N, 3, 64, 64]
     scenes: List[world.Scene]
     starts: List[int]
+    pre: Optional[List[world.Scene]] = None   # the turn set: the scenes of frames 0 .. TURN_AT - 1
 
     @property
     def frames(self) -> int:
@@ -113,16 +161,23 @@ class LatentSet:
 
     def render(self, i: int, offset: int, n: int) -> torch.Tensor:
         """Pixels [3, n, 64, 64] of clip ``i`` from window offset ``offset`` (true renders)."""
-        return torch.from_numpy(world.render(self.scenes[i], self.starts[i] + offset, n, 64)).permute(1, 0, 2, 3)
+        pre = self.pre[i] if self.pre is not None else None
+        return torch.from_numpy(render_clip(self.scenes[i], self.starts[i], n, pre, offset=offset)[0]).permute(1, 0, 2, 3)
 
 
-def load(out: str, parts: int = 2, centred: bool = False) -> LatentSet:
-    blobs = [torch.load(_path(out, p, parts, "centred" if centred else ""), map_location="cpu") for p in range(parts)]
+def _kind(centred: bool, turn: bool) -> str:
+    if centred and turn:
+        raise ValueError("a latent set is centred or a turn set, not both")
+    return "centred" if centred else "turn" if turn else ""
+
+
+def load(out: str, parts: int = 2, centred: bool = False, turn: bool = False) -> LatentSet:
+    blobs = [torch.load(_path(out, p, parts, _kind(centred, turn)), map_location="cpu") for p in range(parts)]
     n, seed = blobs[0]["n"], blobs[0]["seed"]
     order = np.argsort(np.concatenate([b["index"] for b in blobs]))
     cat = lambda k: torch.cat([b[k] for b in blobs])[torch.from_numpy(order)]  # noqa: E731
     scenes, starts = _plan(n, seed, centred)
-    return LatentSet(cat("z"), cat("w"), cat("anchor"), scenes, starts)
+    return LatentSet(cat("z"), cat("w"), cat("anchor"), scenes, starts, turn_pre(scenes, starts, seed) if turn else None)
 
 
 def main(argv=None) -> int:
@@ -130,11 +185,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--part", default="0/1", help="K/N: encode clips K, K+N, ... (run N processes)")
     ap.add_argument("--centred", action="store_true", help="the centred 16-frame set of stage1_centred")
+    ap.add_argument("--turn", action="store_true", help="the turn 16-frame set of stage2_turn")
     args = ap.parse_args(argv)
+    if args.centred and args.turn:
+        ap.error("--centred or --turn, not both")
     part, parts = (int(v) for v in args.part.split("/"))
     C.setup_torch(1)
     from .components import load_vae
-    print(build(args.out, load_vae(args.out), part, parts, **(centred_kw() if args.centred else {})), flush=True)
+    print(build(args.out, load_vae(args.out), part, parts, **(centred_kw() if args.centred else turn_kw() if args.turn else {})),
+          flush=True)
     return 0
 
 

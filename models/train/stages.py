@@ -35,6 +35,7 @@ import torch
 
 from ..apm import APMImageEncoder
 from ..configs_aux import build_aux_model
+from .. import world
 from ..configs_unet import get_config
 from ..stage2 import Stage2UNet
 from ..unet3d import UNet3DConditionModel
@@ -71,13 +72,15 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     frame-to-frame variation of x̂0 at t = 990 correlated 0.84 with the true clip's. Sampling starts from pure
     noise, so the first step then reads a motion out of the noise and the caption's direction never had to be
     learnt (swapping it changed the x0 error by < 0.1 %). With the pure-noise samples the best first-step
-    prediction is E[x0 | caption], which on centred clips moves in the caption's direction."""
+    prediction is E[x0 | caption], which on centred clips moves in the caption's direction. ``terminal_p`` may
+    also be a tensor [B] of per-sample shares (stage2_turn: a higher one for the turn clips)."""
     b = z0.shape[0]
     t = torch.randint(0, ac.numel(), (b,)).to(z0.device)   # drawn on the CPU generator on every device
     noise = torch.randn_like(z0)
     pure = None
-    if terminal_p > 0:
-        pure = (torch.rand(b) < terminal_p).to(z0.device)
+    tp = torch.as_tensor(terminal_p, dtype=torch.float32).expand(b)     # a share, or one per sample
+    if bool((tp > 0).any()):
+        pure = (torch.rand(b) < tp).to(z0.device)
         t = torch.where(pure, torch.full_like(t, ac.numel() - 1), t)
     a = ac.to(z0.device)[t]
     al, sg = a.sqrt().view(-1, 1, 1, 1, 1), (1 - a).sqrt().view(-1, 1, 1, 1, 1)
@@ -261,18 +264,59 @@ def cam_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx: tor
         model.train(was_training)
 
 
+def caption_direction_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Tensor, ctx_own: torch.Tensor,
+                           ctx_other: torch.Tensor, cond: torch.Tensor, ac: torch.Tensor,
+                           frames: slice = slice(L.TURN_AT, None)) -> float:
+    """How much the stage-2 UNet's first sampling step follows the caption's direction: the relative x0 error
+    (swapped - own) / own on ``frames`` (the new frames) at t = T - 1 from pure noise (z_t = ε, noise seeded),
+    with the own caption's context ``ctx_own`` and another direction's ``ctx_other``, in eval mode. 0: the
+    direction word is ignored; > 0: the prediction moves the caption's way."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            t = ac.numel() - 1
+            zt = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t)).to(z0.device)
+            al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
+            tt = torch.full((z0.shape[0],), float(t), device=z0.device)
+            errs = []
+            for ctx in (ctx_own, ctx_other):
+                x0 = al * zt - sg * model(zt, tt, ctx, cond)
+                e = ((x0 - z0) ** 2 * w)[:, :, frames].sum() / w[:, :, frames].sum()
+                errs.append(float(e))
+            return (errs[1] - errs[0]) / max(errs[0], 1e-12)
+    finally:
+        model.train(was_training)
+
+
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
                  lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
                  stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
-                 motion_weight: float = 0.0) -> None:
+                 motion_weight: float = 0.0, turn: bool = False, turn_p: float = 0.3,
+                 terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
-    the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished)."""
+    the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished).
+
+    ``turn=True`` (session 6) continues ``stage2.pt`` -> ``stage2_turn.pt``: a share ``turn_p`` of each batch comes
+    from the turn set (``latents.turn_pre``: the conditioning frames move another way than the caption, the new
+    frames the caption's way), so that the caption, not only the conditioning frames, decides where the new frames
+    go. Every 100 steps ``turn_dir_gain`` is logged (``caption_direction_gain``). ``terminal_p``: see
+    ``diffusion_loss`` (the noisy new frames leak their motion at t = 999 as stage 1's did);
+    ``turn_terminal_p`` (default: ``terminal_p``): the same share for the turn clips alone. Only at pure noise
+    must the direction come from the caption (at any t < 999 the noisy new frames show it), so run 6 raised it
+    for the turn clips: with 0.3 x 0.15 of the samples both turned and at pure noise, the stage-2 probe's new
+    frames followed the caption in 4 and 3 of 24 windows at steps 500 and 1000."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
-    if os.path.exists(_finish_path(out, "stage2")):
+    for flag, v in (("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise ValueError(f"{flag} must be in [0, 1], not {v!r}")
+    name = "stage2_turn" if turn else "stage2"
+    if os.path.exists(_finish_path(out, name)):
         return
-    rng = C.seed_all(seed)
+    rng = C.seed_all(seed + (300 if turn else 0))
     data = L.load(out)
+    tdata = L.load(out, turn=True) if turn else None
     vae = load_vae(out)
     net = get_config(C.NET_CONFIG)
     s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
@@ -285,46 +329,83 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     missing, unexpected = model.base_model.load_state_dict(unet_weights, strict=False)
     assert not unexpected, unexpected
     model.cam.copy_from_unet(model.base_model)
-    dep = init_frame_encoder(model.cam.controlnet_cond_embedding, data, rng) if cam_init == "small" else None
     apm = APMImageEncoder(net.clip, net.resampler)
+    if turn:
+        s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
+        model.load_state_dict(s2["unet_stage2"])
+        apm.load_state_dict(s2["apm_image_encoder"])
+        dep = None
+    else:
+        dep = init_frame_encoder(model.cam.controlnet_cond_embedding, data, rng) if cam_init == "small" else None
     alphas = [p for n, p in model.named_parameters() if n.endswith(".alpha")]
     mergers = [p for n, p in model.named_parameters() if "cross_attention_merger" in n]
     rest = [p for n, p in model.named_parameters() if not n.endswith(".alpha") and "cross_attention_merger" not in n]
     rest += list(apm.parameters())
     emas = {"model": C.EMA(model, 0.995), "apm": C.EMA(apm, 0.995)}
-    loop = C.TrainLoop(out, "stage2", {"model": model, "apm": apm},
+    loop = C.TrainLoop(out, name, {"model": model, "apm": apm},
                  [{"params": rest}, {"params": alphas, "lr_mult": alpha_lr_mult},
                   {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
-    if loop.step == 0:
+    if turn:     # also on a resume: a run may change these between its phases
+        loop.log.write(loop.step, note=f"{'continued from stage2.pt' if loop.step == 0 else 'resumed'}; "
+                                       f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
+                                       f"turn clips' terminal_p {turn_terminal_p}")
+    elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
                                 f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
                                 f"merger lr x{merger_lr_mult}")
     ac = C.ddpm_alphas_cumprod()
     dec = vae.video_decoder()
 
+    def draw():
+        """(z0, w, true conditioning pixels, captions, anchors, turn-set ids) of one batch: ``batch - k`` windows
+        of the main set and, with ``turn``, k = min(Binomial(batch, turn_p), batch - 1) clips of the turn set (at
+        least one window of the main set: an all-turn batch would leave it empty)."""
+        k = min(int(rng.binomial(batch, turn_p)), batch - 1) if turn else 0
+        z0, w, ids, offs = data.windows(rng, batch - k)
+        cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
+        caps, anchor, tids = data.captions(ids), data.anchor[torch.from_numpy(ids)], []
+        if k:
+            tz, tw, tids, _ = tdata.windows(rng, k)
+            z0, w = torch.cat([z0, tz]), torch.cat([w, tw])
+            cond = torch.cat([cond, torch.stack([tdata.render(i, 0, 8) for i in tids])])
+            caps, anchor = caps + tdata.captions(tids), torch.cat([anchor, tdata.anchor[torch.from_numpy(tids)]])
+        return z0, w, cond, caps, anchor.clone(), tids
+
     def step():
-        z0, w, ids, offs = data.windows(rng, batch)
+        z0, w, cond, caps, anchor, tids = draw()
         z0, w = C.to_device(z0, w)
         rt = rng.random(batch) < 0.5
         with torch.no_grad():
-            cond = C.to_device(torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)]))
+            cond = C.to_device(cond)
             if rt.any():
                 sel = torch.from_numpy(np.nonzero(rt)[0]).to(z0.device)
                 cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
         u = rng.random(batch)
         drop_cap = (u < 0.15)
         drop_anchor = (u < 0.10) | ((u >= 0.15) & (u < 0.20))
-        caps = [("" if d else c) for c, d in zip(data.captions(ids), drop_cap)]
-        anchor = data.anchor[torch.from_numpy(ids)].clone()
+        caps = [("" if d else c) for c, d in zip(caps, drop_cap)]
         anchor[torch.from_numpy(drop_anchor)] = 0.0
-        ctx = torch.cat([_text_cond(text, caps, True), apm(C.to_device(anchor))], 1)
-        loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac, motion_weight=motion_weight)
+        anchor = C.to_device(anchor)
+        ctx = torch.cat([_text_cond(text, caps, True), apm(anchor)], 1)
+        tp = torch.full((batch,), float(terminal_p))
+        if len(tids):     # the turn clips are the batch's last ones
+            tp[batch - len(tids):] = terminal_p if turn_terminal_p is None else turn_terminal_p
+        loss = diffusion_loss(lambda zt, t: model(zt, t, ctx, cond), z0, w, ac, motion_weight=motion_weight,
+                              terminal_p=tp)
         gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
         info = {"apm_gate_abs": gate}
         if loop.step == 0 or (loop.step + 1) % 100 == 0:  # logged with steps 1, 100, 200, ...
             info["cam_gain"] = cam_gain(model, z0, w, ctx, cond, ac)
+            if len(tids):       # the turn clips of the batch: own caption vs the conditioning frames' direction
+                ta = C.to_device(tdata.anchor[torch.from_numpy(tids)])
+                with torch.no_grad():
+                    img = apm(ta)
+                    own = torch.cat([_text_cond(text, tdata.captions(tids), True), img], 1)
+                    other = torch.cat([_text_cond(text, [world.caption(tdata.pre[i]) for i in tids], True), img], 1)
+                n = len(tids)
+                info["turn_dir_gain"] = caption_direction_gain(model, z0[-n:], w[-n:], own, other, cond[-n:], ac)
         return loss, info
     loop.run(step)
     C.save_final({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
-               _finish_path(out, "stage2"))
+               _finish_path(out, name))
