@@ -19,6 +19,9 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
   colour, nearest-palette labelling, wrap-aware circular mean).
 * ``colour_drift``: RGB distance (0-255) between the mean object colour of frames 0-7 and of the last 8 frames;
   ``size_ratio``: object area last 8 / first 8 frames; ``present_end``: object found in the last 8 frames.
+* ``dir_turns``: how many times the direction of the object (as ``dir_ok`` detects it) changes between consecutive
+  16-frame stretches from frame 16 on (the stage-2 frames; 13 pairs in 240 frames); 0 for a video that keeps
+  one direction (true renders), high when the motion wanders.
 * adherence: ``colour_ok`` (most frequent object-palette label, background labels excluded, equals the prompt
   colour), ``shape_ok`` (angular harmonics of the object outline: weak -> circle, else k=3/4/5 ->
   triangle/square/star, majority over sampled frames), ``dir_ok`` (sign of the dominant axis of the mean object
@@ -189,6 +192,15 @@ def centroids(masks: np.ndarray, present: np.ndarray) -> List[Optional[Tuple[flo
     return out
 
 
+def _direction(v: np.ndarray) -> str:
+    """The direction word of a mean velocity (px/frame): the dominant axis' sign, "none" below 0.05 px/frame."""
+    if np.abs(v).max() < 0.05:
+        return "none"
+    if abs(v[0]) >= abs(v[1]):
+        return "right" if v[0] > 0 else "left"
+    return "down" if v[1] > 0 else "up"
+
+
 def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     t, h, w, _ = frames.shape
     a = world.parse_caption(prompt)
@@ -204,14 +216,21 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     present = area > 0.003
     # centroid track
     cents = centroids(masks, present)
-    steps = []
+    steps, step_at = [], []
     for i in range(1, t):
         if cents[i] is not None and cents[i - 1] is not None:
             dx = (cents[i][0] - cents[i - 1][0] + w / 2) % w - w / 2
             dy = (cents[i][1] - cents[i - 1][1] + h / 2) % h - h / 2
             steps.append((dx * 64 / w, dy * 64 / h))
+            step_at.append(i)
     st = np.array(steps) if steps else np.zeros((0, 2))
     v = st.mean(0) if len(st) else np.zeros(2)
+    # direction turns: how often the direction of consecutive 16-frame stretches from frame 16 on (the stage-2
+    # frames) changes; 0 for a video that keeps one direction
+    at = np.array(step_at)
+    stretch = [_direction(st[(at >= a) & (at < a + 16)].mean(0)) if ((at >= a) & (at < a + 16)).any() else "none"
+               for a in range(16, t - 8, 16)]
+    dir_turns = sum(a != b for a, b in zip(stretch, stretch[1:]))
     # stagnation per window: mean grey-level change of each 8-frame window (the stage-2 step), and the windows
     # whose object track moves less than 0.1 px/frame
     win = [fd[i:i + 8].mean() for i in range(0, len(fd), 8) if len(fd[i:i + 8])]
@@ -226,12 +245,7 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
             still += int(np.hypot(d[:, 0], d[:, 1]).mean() * 64 / w < 0.1)
         else:
             still += 1
-    if np.abs(v).max() < 0.05:
-        direction = "none"
-    elif abs(v[0]) >= abs(v[1]):
-        direction = "right" if v[0] > 0 else "left"
-    else:
-        direction = "down" if v[1] > 0 else "up"
+    direction = _direction(v)
     # colour adherence: most frequent object colour label, background labels excluded
     counts = Counter(lab.reshape(-1).tolist())
     obj_counts = {names[k]: c for k, c in counts.items() if names[k] in world.OBJECT_COLOURS
@@ -251,7 +265,7 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     seam_ratio = float(np.median(fd[seams]) / max(np.median(inside), 1e-3)) if len(seams) and len(inside) else float("nan")
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
-        "frames": t, "cuts": len(cuts), "cut_frames": cuts, "motion": float(fd.mean()),
+        "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
         "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio, "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
@@ -267,7 +281,7 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 
 
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
-KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "colour_ok",
+KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_ok",
         "shape_ok", "dir_ok"]
 
 

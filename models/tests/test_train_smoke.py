@@ -1,5 +1,5 @@
 """The whole training recipe (models.train.all) end to end at a few steps per component: both processes, every
-component, the run-3/4 flags, one component again with --ranks 2, then --collect. Checks what the exporter needs: every role's weights, finite, on
+component, the run-3/4 flags, one component again with --ranks 2, the stage2_turn experiment, then --collect. Checks what the exporter needs: every role's weights, finite, on
 the CPU. The same run with --device cuda is skipped (visibly) without a CUDA device."""
 import os
 import subprocess
@@ -36,11 +36,24 @@ class TrainSmokeTest(unittest.TestCase):
                         self.assertTrue(bool(torch.isfinite(v).all()), f"{role}.{k} not finite")
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = f.read()
-            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage1_centred", "stage2", "enhancer",
-                              "stage2_turn"):
+            for component in ("vae", "vae_ft", "stage1", "stage1_more", "stage1_centred", "stage2", "enhancer"):
                 self.assertIn(f'"component": "{component}"', logged)
             self.assertIn("cam_gain", logged)
+            self.assertNotIn('"component": "stage2_turn"', logged)       # an experiment, not part of the recipe
+            # stage2_turn on its own, from the finished stage 2, after encoding the turn set (not part of the recipe)
+            r = _run(out, device, "--only", "stage2_turn", "--steps", "stage2_turn=3")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("models.train.latents --out", r.stderr)       # says how to encode the missing turn set
+            for k in (0, 1):
+                subprocess.run([sys.executable, "-m", "models.train.latents", "--out", out, "--part", f"{k}/2",
+                                "--turn", "--clips", "6"], cwd=ROOT, check=True, capture_output=True, timeout=300,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+            r = _run(out, device, "--only", "stage2_turn", "--steps", "stage2_turn=3", "--turn-p", "0.5",
+                     "--terminal-p", "0.15", "--turn-terminal-p", "0.5")
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertTrue(os.path.exists(os.path.join(out, "stage2_turn.pt")))
+            with open(os.path.join(out, "losses.jsonl")) as f:
+                self.assertIn('"component": "stage2_turn"', f.read())
             # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
             for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
                 if os.path.exists(os.path.join(out, f)):

@@ -7,10 +7,11 @@ Timeline (process A = this one, process B = a second one-thread process):
 
     A: VAE -> latents 0/2 -> stage 1 (text + UNet) -> stage1_more (UNet, text frozen) -> stage1_centred -> enhancer
     B:        latents 1/2 -> VAE decoder fine-tuning -> stage 2 (CAM + APM, base from stage 1)
-    A, after both: stage2_turn (stage 2 continued with turn clips)
 
-(each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``, and of
-the turn set of stage2_turn, ``latents.turn_pre``).
+(each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``).
+``stage2_turn`` (run 6, an experiment that did not ship: see models/train/README.md "Run 6") is not part of the
+recipe: after ``python3 -m models.train.latents --out DIR --part K/2 --turn`` (K = 0, 1), ``--only stage2_turn``
+trains it, and ``--collect`` then takes it instead of stage2.pt.
 With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
 enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
@@ -158,7 +159,6 @@ def main(argv=None) -> int:
         k, n = (int(v) for v in args.latents_part.split("/"))
         L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
         L.build(args.out, K.load_vae(args.out), k, n, **L.centred_kw(args.clips))
-        L.build(args.out, K.load_vae(args.out), k, n, **L.turn_kw(args.clips))
         return 0
     if args.only:
         others = []
@@ -188,7 +188,6 @@ def main(argv=None) -> int:
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
         L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
         L.build(args.out, K.load_vae(args.out), 0, 2, **L.centred_kw(args.clips))
-        L.build(args.out, K.load_vae(args.out), 0, 2, **L.turn_kw(args.clips))
         _wait(b, "latents 1/2")
         b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
         train("stage1")
@@ -203,7 +202,6 @@ def main(argv=None) -> int:
         if not args.no_enhancer:
             train("enhancer")
         _wait(b, "stage 2")
-        train("stage2_turn")
     weights = K.collect_weights(args.out)
     if "enhancer_unet" not in weights:
         torch.manual_seed(0)

@@ -172,7 +172,13 @@ def _kind(centred: bool, turn: bool) -> str:
 
 
 def load(out: str, parts: int = 2, centred: bool = False, turn: bool = False) -> LatentSet:
-    blobs = [torch.load(_path(out, p, parts, _kind(centred, turn)), map_location="cpu") for p in range(parts)]
+    paths = [_path(out, p, parts, _kind(centred, turn)) for p in range(parts)]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        flag = " --centred" if centred else " --turn" if turn else ""
+        raise FileNotFoundError(f"latent set missing: {', '.join(missing)}; encode it first with "
+                                f"python3 -m models.train.latents --out {out} --part K/{parts}{flag} (K = 0 .. {parts - 1})")
+    blobs = [torch.load(p, map_location="cpu") for p in paths]
     n, seed = blobs[0]["n"], blobs[0]["seed"]
     order = np.argsort(np.concatenate([b["index"] for b in blobs]))
     cat = lambda k: torch.cat([b[k] for b in blobs])[torch.from_numpy(order)]  # noqa: E731
@@ -186,14 +192,16 @@ def main(argv=None) -> int:
     ap.add_argument("--part", default="0/1", help="K/N: encode clips K, K+N, ... (run N processes)")
     ap.add_argument("--centred", action="store_true", help="the centred 16-frame set of stage1_centred")
     ap.add_argument("--turn", action="store_true", help="the turn 16-frame set of stage2_turn")
+    ap.add_argument("--clips", type=int, default=CLIPS,
+                    help="clips of the main set (the centred and turn sets scale with it; models.train.all --clips)")
     args = ap.parse_args(argv)
     if args.centred and args.turn:
         ap.error("--centred or --turn, not both")
     part, parts = (int(v) for v in args.part.split("/"))
     C.setup_torch(1)
     from .components import load_vae
-    print(build(args.out, load_vae(args.out), part, parts, **(centred_kw() if args.centred else turn_kw() if args.turn else {})),
-          flush=True)
+    kw = centred_kw(args.clips) if args.centred else turn_kw(args.clips) if args.turn else {"n": args.clips}
+    print(build(args.out, load_vae(args.out), part, parts, **kw), flush=True)
     return 0
 
 

@@ -5,8 +5,7 @@
 #   bash scripts/gpu/train-on-device.sh                     # TRAIN_ARGS="..." replaces the recipe flags below
 #
 # Writes into $OUT (default .gpu-work/out), flat, at most 8 files of < 16 MiB (what a device call brings back):
-# vae.pt vae_ft.pt stage1.pt stage1_centred.pt (or stage1_more.pt) stage2_turn.pt (or stage2.pt) enhancer.pt
-# losses.jsonl train.log.
+# vae.pt vae_ft.pt stage1.pt stage1_centred.pt (or stage1_more.pt) stage2.pt enhancer.pt losses.jsonl train.log.
 # Back on the CPU machine,
 # put them into a directory and export with Debian's torch 1.13 (TorchScript saved by torch 2.x does not load in
 # libtorch 1.13):
@@ -35,10 +34,8 @@ t0=$(date +%s)
 "$PY" -m models.train.all --out "$WORK" --device cuda --budget-minutes "$BUDGET_MIN" $TRAIN_ARGS 2>&1 | tee -a "$OUT/train.log"
 echo "train-on-device: training took $(( $(date +%s) - t0 )) s" | tee -a "$OUT/train.log"
 # stage1_centred.pt replaces stage1_more.pt where it finished (its UNet is the later one; at most 8 files come back)
-# and stage2_turn.pt replaces stage2.pt (it continues stage 2; models.train.components.collect_weights takes it)
 last_s1=stage1_more.pt; [ -f "$WORK/stage1_centred.pt" ] && last_s1=stage1_centred.pt
-last_s2=stage2.pt; [ -f "$WORK/stage2_turn.pt" ] && last_s2=stage2_turn.pt
-for f in vae.pt vae_ft.pt stage1.pt "$last_s1" "$last_s2" enhancer.pt losses.jsonl; do
+for f in vae.pt vae_ft.pt stage1.pt "$last_s1" stage2.pt enhancer.pt losses.jsonl; do
   if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$OUT/$f"; else echo "train-on-device: missing $f" | tee -a "$OUT/train.log"; fi
 done
 # the two processes' own logs end up in train.log too (for the step times)
