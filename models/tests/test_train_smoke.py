@@ -49,11 +49,13 @@ class TrainSmokeTest(unittest.TestCase):
                                 "--turn", "--clips", "6"], cwd=ROOT, check=True, capture_output=True, timeout=300,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
             r = _run(out, device, "--only", "stage2_turn", "--steps", "stage2_turn=3", "--turn-p", "0.5",
-                     "--terminal-p", "0.15", "--turn-terminal-p", "0.5")
+                     "--terminal-p", "0.15", "--turn-terminal-p", "0.5", "--turn-base-unet", "stage1_centred")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertTrue(os.path.exists(os.path.join(out, "stage2_turn.pt")))
             with open(os.path.join(out, "losses.jsonl")) as f:
-                self.assertIn('"component": "stage2_turn"', f.read())
+                logged = f.read()
+            self.assertIn('"component": "stage2_turn"', logged)
+            self.assertIn("base UNet from stage1_centred", logged)
             # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
             for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
                 if os.path.exists(os.path.join(out, f)):

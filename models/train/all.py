@@ -59,6 +59,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--turn-p", str(args.turn_p)] + what
     if args.turn_terminal_p is not None:
         cmd += ["--turn-terminal-p", str(args.turn_terminal_p)]
+    if args.turn_base_unet:
+        cmd += ["--turn-base-unet", args.turn_base_unet]
     cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -97,6 +99,9 @@ def main(argv=None) -> int:
                          "than the caption; see latents.turn_pre)")
     ap.add_argument("--turn-terminal-p", type=float, default=None,
                     help="stage2_turn: --terminal-p of the turn clips alone (default: --terminal-p)")
+    ap.add_argument("--turn-base-unet", choices=["stage1_more", "stage1_centred"], default=None,
+                    help="stage2_turn: start the base UNet from this stage-1 result instead of stage2.pt's (CAM and "
+                         "APM stay stage 2's)")
     ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
                     help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
         if name == "stage2_turn":
             extra.update(merger_lr_mult=args.cam_lr_mult, turn_p=args.turn_p, terminal_p=args.terminal_p,
-                         turn_terminal_p=args.turn_terminal_p)
+                         turn_terminal_p=args.turn_terminal_p, turn_base_unet=args.turn_base_unet)
         if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn", "enhancer") and args.batch_mult > 1:
             fn = {"stage1_more": S.train_stage1, "stage1_centred": S.train_stage1,
                   "stage2_turn": S.train_stage2}.get(name) or _trainer(name)

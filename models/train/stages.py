@@ -293,7 +293,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
                  stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
                  motion_weight: float = 0.0, turn: bool = False, turn_p: float = 0.3,
-                 terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None) -> None:
+                 terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None,
+                 turn_base_unet: Optional[str] = None) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished).
 
@@ -305,7 +306,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     ``turn_terminal_p`` (default: ``terminal_p``): the same share for the turn clips alone. Only at pure noise
     must the direction come from the caption (at any t < 999 the noisy new frames show it), so run 6 raised it
     for the turn clips: with 0.3 x 0.15 of the samples both turned and at pure noise, the stage-2 probe's new
-    frames followed the caption in 4 and 3 of 24 windows at steps 500 and 1000."""
+    frames followed the caption in 4 and 3 of 24 windows at steps 500 and 1000. ``turn_base_unet`` (e.g.
+    "stage1_centred"): replace the continued stage 2's base UNet by that stage-1 result's UNet (CAM, mergers and
+    APM stay stage 2's); run 5's stage1_centred UNet reads the direction at the first step, and this hybrid
+    followed the caption in 14 of 24 turn windows before any training, but put the object 16 px from where
+    the conditioning frames had it."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
     for flag, v in (("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p)):
@@ -334,6 +339,10 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
         model.load_state_dict(s2["unet_stage2"])
         apm.load_state_dict(s2["apm_image_encoder"])
+        if turn_base_unet:
+            base_sd = torch.load(_finish_path(out, turn_base_unet), map_location="cpu")["unet_stage1"]
+            _, unexpected = model.base_model.load_state_dict(base_sd, strict=False)
+            assert not unexpected, unexpected
         dep = None
     else:
         dep = init_frame_encoder(model.cam.controlnet_cond_embedding, data, rng) if cam_init == "small" else None
@@ -349,7 +358,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     if turn:     # also on a resume: a run may change these between its phases
         loop.log.write(loop.step, note=f"{'continued from stage2.pt' if loop.step == 0 else 'resumed'}; "
                                        f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
-                                       f"turn clips' terminal_p {turn_terminal_p}")
+                                       f"turn clips' terminal_p {turn_terminal_p}; base UNet from "
+                                       f"{turn_base_unet or 'stage2.pt'}")
     elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
                                 f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
