@@ -7,6 +7,7 @@ import sys
 import tempfile
 import unittest
 
+import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,6 +71,43 @@ class TrainSmokeTest(unittest.TestCase):
             r = _run(out, device, "--collect")
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
             self.assertEqual(os.path.getsize(os.path.join(out, "losses.jsonl")), before)
+            self._collect_checkpoint(out, device)
+
+    def _collect_checkpoint(self, out: str, device: str) -> None:
+        """--collect --collect-checkpoint stage2_turn takes the EMA modules of ckpt_stage2_turn.pt (written by the
+        trainers' own save_checkpoint, weights = stage2_turn.pt + 0.5) instead of stage2_turn.pt."""
+        sys.path.insert(0, ROOT)
+        from models.train import common as C
+        r = _run(out, device, "--collect", "--collect-checkpoint", "stage2_turn")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("stage2_turn has not reached its first checkpoint", r.stderr)
+        r = _run(out, device, "--collect-checkpoint", "stage2_turn")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--collect-checkpoint needs --collect", r.stderr)
+        from models.apm import APMImageEncoder
+        from models.configs_unet import get_config
+        from models.stage2 import Stage2UNet
+        final = torch.load(os.path.join(out, "stage2_turn.pt"))
+        net = get_config("tiny")
+        mods = {"ema_model": Stage2UNet(net), "ema_apm": APMImageEncoder(net.clip, net.resampler)}
+        for (key, m), role in zip(mods.items(), ("unet_stage2", "apm_image_encoder")):
+            m.load_state_dict(final[role])
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.add_(0.5)
+        opt = torch.optim.SGD([p for m in mods.values() for p in m.parameters()], lr=0.1)
+        C.save_checkpoint(os.path.join(out, "ckpt_stage2_turn.pt"), 7, mods, opt, np.random.default_rng(0))
+        r = _run(out, device, "--collect", "--collect-checkpoint", "stage2_turn")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("at step 7", r.stdout)
+        weights = torch.load(os.path.join(out, "weights.pt"))
+        self.assertEqual(set(weights), ROLES)
+        for role in ("unet_stage2", "apm_image_encoder"):
+            params = dict(mods["ema_model" if role == "unet_stage2" else "ema_apm"].named_parameters())
+            self.assertTrue(params)
+            for k, v in final[role].items():
+                want = v + 0.5 if k in params else v       # parameters moved, buffers as they were
+                torch.testing.assert_close(weights[role][k], want, rtol=0, atol=0)
 
     def test_cpu_recipe_end_to_end(self):
         self._recipe("cpu")

@@ -11,7 +11,8 @@ Timeline (process A = this one, process B = a second one-thread process):
 (each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``).
 ``stage2_turn`` (run 6, an experiment that did not ship: see models/train/README.md "Run 6") is not part of the
 recipe: after ``python3 -m models.train.latents --out DIR --part K/2 --turn`` (K = 0, 1), ``--only stage2_turn``
-trains it, and ``--collect`` then takes it instead of stage2.pt.
+trains it, and ``--collect`` then takes it instead of stage2.pt; ``--collect --collect-checkpoint stage2_turn`` takes the EMA
+weights of its last checkpoint instead (a run exported and probed midway).
 With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
 enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
@@ -120,6 +121,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dist-port", type=int, default=0,
                     help="TCP port of the --ranks group on 127.0.0.1 (default 0: a free port)")
     ap.add_argument("--collect", action="store_true", help="only (re)write weights.pt from the finished parts")
+    ap.add_argument("--collect-checkpoint", action="append", default=[], metavar="COMPONENT",
+                    choices=sorted(K.CHECKPOINT_ROLES),
+                    help="with --collect: take COMPONENT's EMA weights from its last checkpoint (ckpt_COMPONENT.pt, "
+                         "the step is printed) instead of its finished file, to export and probe a run midway")
     ap.add_argument("--stop-at", action="append", default=[], metavar="COMPONENT=STEP",
                     help="stop a component at STEP with the schedule of the full step count (replays a run whose "
                          "wall-clock budget stopped it there; see losses.jsonl)")
@@ -135,6 +140,8 @@ def main(argv=None) -> int:
     stop = component_counts(args.stop_at, "--stop-at")
     if args.batch_mult < 1:
         ap.error("--batch-mult must be >= 1")
+    if args.collect_checkpoint and not args.collect:
+        ap.error("--collect-checkpoint needs --collect")
     if args.ranks < 1 or (args.ranks > 1 and not args.only):
         ap.error("--ranks N (N > 1) needs --only COMPONENT")
     os.makedirs(args.out, exist_ok=True)
@@ -207,7 +214,10 @@ def main(argv=None) -> int:
         if not args.no_enhancer:
             train("enhancer")
         _wait(b, "stage 2")
-    weights = K.collect_weights(args.out)
+    try:
+        weights = K.collect_weights(args.out, args.collect_checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--collect: {e}")
     if "enhancer_unet" not in weights:
         torch.manual_seed(0)
         weights["enhancer_text_encoder"] = K.build_aux_model("openclip_text", C.NET_CONFIG).state_dict()

@@ -170,8 +170,34 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
     C.save_final({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
 
 
-def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
-    """{role: state_dict} for ``python3 -m models.export --weights``; the one trained VAE serves both VAE roles."""
+# the EMA modules of a component's checkpoint (``TrainLoop`` saves ``emas[k]`` as ``ema_<k>``) -> export roles
+CHECKPOINT_ROLES = {
+    **{n: {"ema_unet": "unet_stage1", "ema_text": "text_encoder"} for n in ("stage1", "stage1_more", "stage1_centred")},
+    **{n: {"ema_model": "unet_stage2", "ema_apm": "apm_image_encoder"} for n in ("stage2", "stage2_turn")},
+    "enhancer": {"ema_unet": "enhancer_unet", "ema_text": "enhancer_text_encoder"},
+}
+
+
+def checkpoint_weights(out: str, name: str) -> Dict[str, Dict[str, torch.Tensor]]:
+    """{role: state_dict} of the EMA weights in ``<out>/ckpt_<name>.pt``, an unfinished (or stopped) component,
+    so a run can be exported and probed at a checkpoint. Raises FileNotFoundError/ValueError naming the problem."""
+    if name not in CHECKPOINT_ROLES:
+        raise ValueError(f"{name}: no checkpoint roles (one of {', '.join(sorted(CHECKPOINT_ROLES))})")
+    path = os.path.join(out, f"ckpt_{name}.pt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: {name} has not reached its first checkpoint in {out}")
+    state = torch.load(path, map_location="cpu")
+    roles = {role: state["modules"][k] for k, role in CHECKPOINT_ROLES[name].items() if k in state["modules"]}
+    if not roles:
+        raise ValueError(f"{path}: none of the EMA modules {sorted(CHECKPOINT_ROLES[name])}")
+    print(f"{name}: EMA weights of {path} at step {state['step']}", flush=True)
+    return roles
+
+
+def collect_weights(out: str, from_checkpoints=()) -> Dict[str, Dict[str, torch.Tensor]]:
+    """{role: state_dict} for ``python3 -m models.export --weights``; the one trained VAE serves both VAE roles.
+    ``from_checkpoints``: components whose EMA weights come from their checkpoint (``checkpoint_weights``), applied
+    last, in the given order."""
     vae = load_vae(out)
     enc, dec = vae.video_encoder().state_dict(), vae.video_decoder().state_dict()
     if os.path.exists(_finish_path(out, "vae_ft")):        # fine-tuned decoder (same encoder, same latents)
@@ -188,4 +214,6 @@ def collect_weights(out: str) -> Dict[str, Dict[str, torch.Tensor]]:
             weights.update(torch.load(_finish_path(out, name), map_location="cpu"))
     if os.path.exists(_finish_path(out, "enhancer")):
         weights.update(torch.load(_finish_path(out, "enhancer"), map_location="cpu"))
+    for name in from_checkpoints:
+        weights.update(checkpoint_weights(out, name))
     return weights
