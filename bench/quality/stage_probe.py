@@ -4,6 +4,7 @@ without the other stage in the way (numbers for models/train/README.md).
     /usr/bin/python3 bench/quality/stage_probe.py stage1 --model models/default [--guidance 5] [--seeds 2]
     /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4] [--cond turn]
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
+    /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
   the empty prompt), decoded by ``vae_decoder.pt``; colour / shape / direction of each sample as metrics.py
@@ -25,6 +26,11 @@ without the other stage in the way (numbers for models/train/README.md).
   ``*_first_step``: the same at the sampler's first step, t = 999 with pure noise as the input. ``--unet stage2``:
   the stage-2 UNet, given the clip's true frames 0-7 as CAM input and its frame 0 as the APM anchor, scored on the
   new frames 8-15 (``anywhere`` clips only).
+* ``vae``: the ceiling the decoder sets: the benchmark's true renders of the prompts (240 frames, as metrics.py's
+  ``world`` row) through ``vae_encoder.pt`` (posterior mean) and ``vae_decoder.pt``, then metrics.py's colour /
+  shape / direction detection on the reconstruction; ``shape_by_kind``: shapes recognised per prompt shape;
+  ``l1``: mean |reconstruction - render| in [-1, 1] units. What the decoder cannot draw from a true latent, no
+  diffusion model can show through it.
 Prints one JSON line. Same seeds, same numbers (one thread)."""
 import argparse
 import json
@@ -185,9 +191,31 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
     return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}
 
 
+def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
+    load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
+    enc, dec = load("vae_encoder.pt"), load("vae_decoder.pt")
+    prompts = M.load_prompts(n)
+    scores, kinds, right, l1 = Counter(), Counter(), Counter(), []
+    with torch.no_grad():
+        for i, p in enumerate(prompts):     # the scenes of metrics.py --reference
+            s = world.scene_from_caption(p, np.random.default_rng(i), "core" if world.in_core(p) else "full")
+            x = torch.from_numpy(world.render(s, 0, frames, 64)).permute(1, 0, 2, 3)[None]   # [1,3,F,H,W]
+            rec = torch.cat([dec(enc(x[:, :, a:a + chunk])[0]) for a in range(0, frames, chunk)], 2)
+            l1.append(float((rec.clamp(-1, 1) - x).abs().mean()))
+            r = M.analyse(_to_u8(rec)[0], p)
+            for k in ("colour_ok", "shape_ok", "dir_ok"):
+                scores[k] += r[k]
+            shape = world.parse_caption(p)["shape"]
+            kinds[shape] += 1
+            right[shape] += int(r["shape_ok"])
+    return {"stage": "vae", "prompts": len(prompts), "frames": frames,
+            **{k: round(v / len(prompts), 3) for k, v in scores.items()},
+            "shape_by_kind": {k: f"{right[k]}/{kinds[k]}" for k in sorted(kinds)}, "l1": round(float(np.mean(l1)), 4)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["stage1", "stage2", "words"])
+    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae"])
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--seeds", type=int, default=2, help="stage1: samples per prompt")
@@ -200,7 +228,9 @@ def main() -> int:
                          "meeting the prompt's at the window's first new frame (turn; session 6)")
     args = ap.parse_args()
     C.setup_torch(1)
-    if args.stage == "words":
+    if args.stage == "vae":
+        res = vae(args.model, args.prompts)
+    elif args.stage == "words":
         res = words(args.model, args.prompts, which=args.unet)
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
