@@ -17,6 +17,9 @@ without the other stage in the way (numbers for models/train/README.md).
   ``new_colour``. ``--cond turn``: the CAM frames show the same scene moving another way (each of the three other
   directions for a third of the prompts), meeting the prompt's clip at the first new frame; ``new_dir`` then says
   whether the new frames follow the caption, ``new_cond_dir`` whether they keep the conditioning frames' direction.
+  ``--cond corner``: the prompt's clip with its object at pixel (57, 58) in the first conditioning frame, wrapping
+  around the right and bottom edges (where run 7's one stalled video stopped). ``new_still``: the share of
+  windows whose 8 new frames move the object < 0.1 px/frame or lose it (metrics.py's still window).
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -97,6 +100,9 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         others = [[d for d in world.DIRECTIONS if d != s.direction][i % 3] for i, s in enumerate(scenes)]
         clips = [torch.cat([c[:, :8], torch.from_numpy(world.render(turn_scene(s, 16, d), 8, 8, 64)).permute(1, 0, 2, 3)], 1)
                  for c, s, d in zip(clips, scenes, others)]
+    if cond_kind == "corner":   # the object at pixel (57, 58) at frame 8, wrapping around two edges (run 7's stall)
+        scenes = [centre_scene(s, 8, world.UNITS * 25 / 64, world.UNITS * 26 / 64) for s in scenes]
+        clips = [torch.from_numpy(world.render(s, 0, 16, 64)).permute(1, 0, 2, 3) for s in scenes]
     cond = torch.stack([c[:, 8:16] for c in clips])          # [B,3,8,64,64] in [-1,1]
     anchor = torch.stack([c[:, 0] for c in clips])
     b = len(prompts)
@@ -120,6 +126,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["chain_dir"] += chain["dir_ok"]
         acc["new_shape"] += new["shape_ok"]
         acc["new_colour"] += new["colour_ok"]
+        acc["new_still"] += float(new["still_windows"] > 0)
     return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance,
             **{k: round(v / b, 3) for k, v in acc.items()}}
 
@@ -223,9 +230,10 @@ def main() -> int:
                     help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
                          "error on frames 8-15)")
     ap.add_argument("--guidance", type=float, default=None, help="default: 5 (stage 1), 4 (stage 2)")
-    ap.add_argument("--cond", choices=["true", "turn"], default="true",
+    ap.add_argument("--cond", choices=["true", "turn", "corner"], default="true",
                     help="stage2: CAM frames of the prompt's clip (true) or of the same scene moving another way, "
-                         "meeting the prompt's at the window's first new frame (turn; session 6)")
+                         "meeting the prompt's at the window's first new frame (turn; session 6), or of the prompt's "
+                         "clip with its object wrapping around the bottom-right corner (corner; session 7)")
     args = ap.parse_args()
     C.setup_torch(1)
     if args.stage == "vae":
