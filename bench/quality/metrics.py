@@ -172,6 +172,11 @@ def circular_mean(coords: np.ndarray, size: int) -> float:
     return (math.atan2(np.sin(a).mean(), np.cos(a).mean()) * size / (2 * math.pi)) % size
 
 
+def reference_scene(i: int, prompt: str) -> world.Scene:
+    """The world scene of benchmark prompt ``i`` whose true render is the ``world`` row (``--reference``)."""
+    return world.scene_from_caption(prompt, np.random.default_rng(i), "core" if world.in_core(prompt) else "full")
+
+
 def load_prompts(limit: Optional[int] = None) -> List[str]:
     """The benchmark prompts of prompts.txt (comment lines skipped), the first ``limit`` of them."""
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts.txt")) as f:
@@ -316,7 +321,7 @@ def main() -> int:
     if args.reference:
         prompts = load_prompts(args.reference)
         for i, p in enumerate(prompts):
-            s = world.scene_from_caption(p, np.random.default_rng(i), "core" if world.in_core(p) else "full")
+            s = reference_scene(i, p)
             v = ((world.render(s, 0, args.frames, 64).transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255)
             r = analyse(v.astype(np.uint8), p)
             r["prompt"] = p

@@ -59,8 +59,13 @@ def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,
     return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
+def _loader(model_dir: str):
+    """name -> the TorchScript module ``model_dir/name`` in eval mode."""
+    return lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()
+
+
 def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25) -> dict:
-    load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
+    load = _loader(model_dir)
     unet, text, dec = load("unet_stage1.pt"), load("text_encoder.pt"), load("vae_decoder.pt")
     prompts = M.load_prompts(n)
     scores, dirs = Counter(), Counter()
@@ -88,21 +93,20 @@ def _centroids(frames: np.ndarray, prompt: str):
 
 
 def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0, cond_kind: str = "true") -> dict:
-    load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
+    load = _loader(model_dir)
     unet, text, apm, dec = load("unet_stage2.pt"), load("text_encoder.pt"), load("apm_image_encoder.pt"), \
         load("vae_decoder.pt")
     prompts = M.load_prompts(n)
     rng = np.random.default_rng(5)
     scenes = [world.scene_from_caption(p, rng, "core") for p in prompts]
+    if cond_kind == "corner":   # the object at pixel (57, 58) at frame 8, wrapping around two edges (run 7's stall)
+        scenes = [centre_scene(s, 8, world.UNITS * 25 / 64, world.UNITS * 26 / 64) for s in scenes]
     clips = [torch.from_numpy(world.render(s, 0, 16, 64)).permute(1, 0, 2, 3) for s in scenes]
     others = [None] * len(prompts)
     if cond_kind == "turn":     # CAM frames 8-15 of the scene moving another way, meeting the prompt's at frame 16
         others = [[d for d in world.DIRECTIONS if d != s.direction][i % 3] for i, s in enumerate(scenes)]
         clips = [torch.cat([c[:, :8], torch.from_numpy(world.render(turn_scene(s, 16, d), 8, 8, 64)).permute(1, 0, 2, 3)], 1)
                  for c, s, d in zip(clips, scenes, others)]
-    if cond_kind == "corner":   # the object at pixel (57, 58) at frame 8, wrapping around two edges (run 7's stall)
-        scenes = [centre_scene(s, 8, world.UNITS * 25 / 64, world.UNITS * 26 / 64) for s in scenes]
-        clips = [torch.from_numpy(world.render(s, 0, 16, 64)).permute(1, 0, 2, 3) for s in scenes]
     cond = torch.stack([c[:, 8:16] for c in clips])          # [B,3,8,64,64] in [-1,1]
     anchor = torch.stack([c[:, 0] for c in clips])
     b = len(prompts)
@@ -150,7 +154,7 @@ def swap_word(prompt: str, what: str) -> str:
 
 
 def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1") -> dict:
-    load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
+    load = _loader(model_dir)
     text, enc = load("text_encoder.pt"), load("vae_encoder.pt")
     prompts = M.load_prompts(n)
     ac = C.ddpm_alphas_cumprod()
@@ -199,13 +203,13 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
 
 
 def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
-    load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()  # noqa: E731
+    load = _loader(model_dir)
     enc, dec = load("vae_encoder.pt"), load("vae_decoder.pt")
     prompts = M.load_prompts(n)
     scores, kinds, right, l1 = Counter(), Counter(), Counter(), []
     with torch.no_grad():
-        for i, p in enumerate(prompts):     # the scenes of metrics.py --reference
-            s = world.scene_from_caption(p, np.random.default_rng(i), "core" if world.in_core(p) else "full")
+        for i, p in enumerate(prompts):
+            s = M.reference_scene(i, p)
             x = torch.from_numpy(world.render(s, 0, frames, 64)).permute(1, 0, 2, 3)[None]   # [1,3,F,H,W]
             rec = torch.cat([dec(enc(x[:, :, a:a + chunk])[0]) for a in range(0, frames, chunk)], 2)
             l1.append(float((rec.clamp(-1, 1) - x).abs().mean()))

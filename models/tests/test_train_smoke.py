@@ -90,7 +90,7 @@ class TrainSmokeTest(unittest.TestCase):
         final = torch.load(os.path.join(out, "stage2_turn.pt"))
         net = get_config("tiny")
         mods = {"ema_model": Stage2UNet(net), "ema_apm": APMImageEncoder(net.clip, net.resampler)}
-        for (key, m), role in zip(mods.items(), ("unet_stage2", "apm_image_encoder")):
+        for m, role in zip(mods.values(), ("unet_stage2", "apm_image_encoder")):
             m.load_state_dict(final[role])
             with torch.no_grad():
                 for p in m.parameters():

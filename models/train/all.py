@@ -10,8 +10,9 @@ Timeline (process A = this one, process B = a second one-thread process):
 
 (each latents part also encodes its half of the centred 16-frame set of stage1_centred, ``latents._plan``).
 ``stage2_turn`` (run 6 did not ship; run 7's, with ``--turn-base-unet stage1_centred``, is the shipped stage 2:
-see models/train/README.md "Run 6" and "Run 7") is not part of the recipe: after ``python3 -m models.train.latents --out DIR --part K/2 --turn`` (K = 0, 1), ``--only stage2_turn``
-trains it, and ``--collect`` then takes it instead of stage2.pt; ``--collect --collect-checkpoint stage2_turn`` takes the EMA
+see models/train/README.md "Run 6" and "Run 7") is not part of the recipe: after
+``python3 -m models.train.latents --out DIR --part K/2 --turn`` (K = 0, 1), ``--only stage2_turn`` trains it, and
+``--collect`` then takes it instead of stage2.pt; ``--collect --collect-checkpoint stage2_turn`` takes the EMA
 weights of its last checkpoint instead (a run exported and probed midway).
 With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
 enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
