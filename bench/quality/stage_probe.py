@@ -8,7 +8,8 @@ without the other stage in the way (numbers for models/train/README.md).
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
   the empty prompt), decoded by ``vae_decoder.pt``; colour / shape / direction of each sample as metrics.py
-  detects them on a whole video.
+  detects them on a whole video; ``dir_ok_by_axis``: the direction right on the prompts that say left/right
+  (``horizontal``) and up/down (``vertical``); the stage-2 probe has ``new_dir_by_axis`` likewise.
 * ``stage2``: one stage-2 window per prompt conditioned on a TRUE render: CAM frames = frames 8-15 of the
   prompt's world clip, anchor = its frame 0 (DDIM, 20 steps, guidance on empty prompt + grey anchor, as the
   pipeline). ``copy_absdiff`` / ``copy_pos_err``: mean |pixel| difference and object-centroid distance (px of 64)
@@ -26,7 +27,9 @@ without the other stage in the way (numbers for models/train/README.md).
   direction by the opposite one, its shape or its colour by the next one, or the whole caption by "": the value
   is (swapped - own) / own, averaged over t; ~0 means the UNet ignores that word. Measured on clips whose object
   starts anywhere (``anywhere``) and at the frame centre (``centred``, the stage1_centred training windows).
-  ``*_first_step``: the same at the sampler's first step, t = 999 with pure noise as the input. ``--unet stage2``:
+  ``*_first_step``: the same at the sampler's first step, t = 999 with pure noise as the input.
+  ``direction_horizontal`` / ``direction_vertical``: the direction swap on the prompts that say left/right and
+  up/down alone (session 8: run 7's UNets read left/right but not up/down). ``--unet stage2``:
   the stage-2 UNet, given the clip's true frames 0-7 as CAM input and its frame 0 as the APM anchor, scored on the
   new frames 8-15 (``anywhere`` clips only).
 * ``vae``: the ceiling the decoder sets: the benchmark's true renders of the prompts (240 frames, as metrics.py's
@@ -59,6 +62,19 @@ def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,
     return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
+def _axis(prompt: str) -> str:
+    """'vertical' for a prompt that says up or down, else 'horizontal'."""
+    return "vertical" if world.parse_caption(prompt).get("direction") in ("up", "down") else "horizontal"
+
+
+def _by_axis(prompts, hits) -> dict:
+    """{axis: share of the prompts of that axis whose hit is true} (``hits`` per prompt, one round of prompts or
+    several rounds concatenated)."""
+    axes = [_axis(prompts[i % len(prompts)]) for i in range(len(hits))]
+    return {a: round(float(np.mean([h for h, b in zip(hits, axes) if b == a])), 3)
+            for a in ("horizontal", "vertical") if a in axes}
+
+
 def _loader(model_dir: str):
     """name -> the TorchScript module ``model_dir/name`` in eval mode."""
     return lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()
@@ -68,7 +84,7 @@ def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
     load = _loader(model_dir)
     unet, text, dec = load("unet_stage1.pt"), load("text_encoder.pt"), load("vae_decoder.pt")
     prompts = M.load_prompts(n)
-    scores, dirs = Counter(), Counter()
+    scores, dirs, dir_hits = Counter(), Counter(), []
     with torch.no_grad():
         ctx = text(C.token_ids([""] * len(prompts) + prompts))
         for seed in range(seeds):
@@ -79,9 +95,10 @@ def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
                 for k in ("colour_ok", "shape_ok", "dir_ok"):
                     scores[k] += r[k]
                 dirs[r["detected"][2]] += 1
+                dir_hits.append(r["dir_ok"])
     total = len(prompts) * seeds
     return {"stage": 1, "samples": total, "guidance": guidance, **{k: round(v / total, 3) for k, v in scores.items()},
-            "directions_seen": dict(dirs)}
+            "dir_ok_by_axis": _by_axis(prompts, dir_hits), "directions_seen": dict(dirs)}
 
 
 def _centroids(frames: np.ndarray, prompt: str):
@@ -117,7 +134,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance)
         gen = _to_u8(dec(z))
     true = _to_u8(cond)
-    acc = Counter()
+    acc, new_hits = Counter(), []
     for p, g, c, other in zip(prompts, gen, true, others):
         acc["copy_absdiff"] += float(np.abs(g[:8].astype(np.float32) - c.astype(np.float32)).mean())
         dist = [math.hypot((a[0] - q[0] + 32) % 64 - 32, (a[1] - q[1] + 32) % 64 - 32)
@@ -125,6 +142,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["copy_pos_err"] += float(np.mean(dist)) if dist else 32.0
         new, chain = M.analyse(g[8:], p), M.analyse(np.concatenate([c, g[8:]]), p)
         acc["new_dir"] += new["dir_ok"]
+        new_hits.append(new["dir_ok"])
         if other is not None:
             acc["new_cond_dir"] += float(new["detected"][2] == other)
         acc["chain_dir"] += chain["dir_ok"]
@@ -132,7 +150,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["new_colour"] += new["colour_ok"]
         acc["new_still"] += float(new["still_windows"] > 0)
     return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance,
-            **{k: round(v / b, 3) for k, v in acc.items()}}
+            **{k: round(v / b, 3) for k, v in acc.items()}, "new_dir_by_axis": _by_axis(prompts, new_hits)}
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -158,6 +176,8 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
     text, enc = load("text_encoder.pt"), load("vae_encoder.pt")
     prompts = M.load_prompts(n)
     ac = C.ddpm_alphas_cumprod()
+    axes = np.array([_axis(p) for p in prompts])
+    axis_sel = {a: torch.from_numpy(np.nonzero(axes == a)[0]) for a in ("horizontal", "vertical") if (axes == a).any()}
     out = {}
     frames = slice(None)
     with torch.no_grad():
@@ -190,13 +210,18 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
                 al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
                 # t = 999: the sampler's first step, z_t = pure noise (no alpha z0 term)
                 zt, tt = (noise if t == 999 else al * z0 + sg * noise), torch.full((len(prompts),), float(t))
-                err = {k: float((((al * zt - sg * unet(zt, tt, c)) - z0) ** 2 * w).sum() / w.sum())
-                       for k, c in ctx.items()}
+                sq = {k: ((al * zt - sg * unet(zt, tt, c)) - z0) ** 2 * w for k, c in ctx.items()}
                 for k in ctx:
-                    if k != "own" and t == 999:
-                        first[k] = (err[k] - err["own"]) / err["own"]
-                    elif k != "own":
-                        rel[k] += (err[k] - err["own"]) / err["own"] / len(ts)
+                    if k == "own":
+                        continue
+                    # all prompts, and the direction word for the prompts of each axis alone
+                    for key, sel in [(k, slice(None))] + ([(f"direction_{a}", axis_sel[a]) for a in axis_sel]
+                                                         if k == "direction" else []):
+                        e, e_own = float(sq[k][sel].sum() / w[sel].sum()), float(sq["own"][sel].sum() / w[sel].sum())
+                        if t == 999:
+                            first[key] = (e - e_own) / e_own
+                        else:
+                            rel[key] += (e - e_own) / e_own / len(ts)
             out[place] = {k: round(v, 4) for k, v in rel.items()}
             out[place + "_first_step"] = {k: round(v, 4) for k, v in first.items()}
     return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}

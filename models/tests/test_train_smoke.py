@@ -50,18 +50,24 @@ class TrainSmokeTest(unittest.TestCase):
                                 "--turn", "--clips", "6"], cwd=ROOT, check=True, capture_output=True, timeout=300,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
             r = _run(out, device, "--only", "stage2_turn", "--steps", "stage2_turn=3", "--turn-p", "0.5",
-                     "--terminal-p", "0.15", "--turn-terminal-p", "0.5", "--turn-base-unet", "stage1_centred")
+                     "--terminal-p", "0.15", "--turn-terminal-p", "0.5", "--turn-base-unet", "stage1_centred",
+                     "--vertical-p", "0.75")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertTrue(os.path.exists(os.path.join(out, "stage2_turn.pt")))
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = f.read()
             self.assertIn('"component": "stage2_turn"', logged)
             self.assertIn("base UNet from stage1_centred", logged)
+            self.assertRegex(logged, '"turn_dir_gain_(vertical|horizontal)"')     # the per-axis turn gain
+            r = _run(out, device, "--only", "stage2_turn", "--vertical-p", "1.5")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--vertical-p must be in [0, 1], not 1.5", r.stderr)
             # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
             for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
                 if os.path.exists(os.path.join(out, f)):
                     os.remove(os.path.join(out, f))
-            r = _run(out, device, "--only", "stage1_centred", "--ranks", "2", "--steps", "stage1_centred=3")
+            r = _run(out, device, "--only", "stage1_centred", "--ranks", "2", "--steps", "stage1_centred=3",
+                     "--vertical-p", "0.75")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertTrue(os.path.exists(os.path.join(out, "stage1_centred.pt")))
             with open(os.path.join(out, "stage1_centred_rank1_log.txt")) as f:

@@ -73,6 +73,34 @@ class CoreWorldTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             L.load("/nonexistent", centred=True, turn=True)
 
+    def test_vertical_share_draws_that_share_of_up_down_captions(self):
+        from models.train import latents as L
+        scenes, starts = L._plan(80, 5)
+        n = len(scenes)
+        # clip i's latents hold the value i, so a window says which clip it came from
+        z = torch.arange(n, dtype=torch.float32)[:, None, None, None, None].expand(n, 4, 16, 8, 8).clone()
+        data = L.LatentSet(z, torch.ones(n, 1, 16, 8, 8), torch.zeros(n, 3, 64, 64), scenes, starts)
+        vert = data.vertical_clips()
+        self.assertEqual(vert.tolist(), [s.direction in ("up", "down") for s in scenes])
+        self.assertTrue(0 < vert.sum() < n)
+        for p in (0.0, 0.75, 1.0):
+            zw, _, ids, _ = data.windows(np.random.default_rng(1), 2000, vertical_p=p)
+            np.testing.assert_array_equal(zw[:, 0, 0, 0, 0].long().numpy(), ids)
+            share = float(vert[ids].mean())
+            self.assertAlmostEqual(share, p, delta=0.03)     # binomial sd at 2000 draws <= 0.011
+            # within an axis every clip can come up (uniform within the axis)
+            if p == 0.75:
+                self.assertEqual(set(ids.tolist()), set(range(n)))
+        # without the option the draw is the uniform one of earlier runs (same ids for the same seed)
+        _, _, ids, _ = data.windows(np.random.default_rng(1), 50)
+        np.testing.assert_array_equal(ids, np.random.default_rng(1).integers(0, n, size=50))
+        only_h = L.LatentSet(z[~vert], torch.ones(int((~vert).sum()), 1, 16, 8, 8), torch.zeros(1, 3, 64, 64),
+                             [s for s, v in zip(scenes, vert) if not v], starts)
+        with self.assertRaisesRegex(ValueError, "both axes"):
+            only_h.windows(np.random.default_rng(0), 4, vertical_p=0.5)
+        with self.assertRaisesRegex(ValueError, "vertical_p must be in \\[0, 1\\]"):
+            stages.train_stage2("/nonexistent", vertical_p=1.5)
+
     def test_unknown_world_kind_is_an_error(self):
         with self.assertRaises(ValueError):
             world.sample_scene(np.random.default_rng(0), "mars")

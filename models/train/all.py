@@ -63,6 +63,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
         cmd += ["--turn-terminal-p", str(args.turn_terminal_p)]
     if args.turn_base_unet:
         cmd += ["--turn-base-unet", args.turn_base_unet]
+    if args.vertical_p is not None:
+        cmd += ["--vertical-p", str(args.vertical_p)]
     cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -104,6 +106,9 @@ def main(argv=None) -> int:
     ap.add_argument("--turn-base-unet", choices=["stage1_more", "stage1_centred"], default=None,
                     help="stage2_turn: start the base UNet from this stage-1 result instead of stage2.pt's (CAM and "
                          "APM stay stage 2's)")
+    ap.add_argument("--vertical-p", type=float, default=None,
+                    help="stage1_centred, stage2, stage2_turn: share of training windows whose caption says up or "
+                         "down (default: clips drawn uniformly, about half; see latents.LatentSet.windows)")
     ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
                     help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
@@ -141,6 +146,8 @@ def main(argv=None) -> int:
     stop = component_counts(args.stop_at, "--stop-at")
     if args.batch_mult < 1:
         ap.error("--batch-mult must be >= 1")
+    if args.vertical_p is not None and not 0.0 <= args.vertical_p <= 1.0:
+        ap.error(f"--vertical-p must be in [0, 1], not {args.vertical_p}")
     if args.collect_checkpoint and not args.collect:
         ap.error("--collect-checkpoint needs --collect")
     if args.ranks < 1 or (args.ranks > 1 and not args.only):
@@ -159,6 +166,8 @@ def main(argv=None) -> int:
             extra["motion_weight"] = args.motion_loss
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
+        if name in ("stage1_centred", "stage2", "stage2_turn"):
+            extra["vertical_p"] = args.vertical_p
         if name == "stage2_turn":
             extra.update(merger_lr_mult=args.cam_lr_mult, turn_p=args.turn_p, terminal_p=args.terminal_p,
                          turn_terminal_p=args.turn_terminal_p, turn_base_unet=args.turn_base_unet)

@@ -148,9 +148,22 @@ class LatentSet:
     def frames(self) -> int:
         return self.z.shape[2]
 
-    def windows(self, rng: np.random.Generator, batch: int, length: int = 16):
-        """(z [B,4,length,8,8], w, clip indices, window starts within the clips)."""
-        ids = rng.integers(0, self.z.shape[0], size=batch)
+    def windows(self, rng: np.random.Generator, batch: int, length: int = 16, vertical_p: Optional[float] = None):
+        """(z [B,4,length,8,8], w, clip indices, window starts within the clips). Clips are drawn uniformly, or with
+        ``vertical_p``: each window's clip is one whose caption says up or down with that probability, else one
+        that says left or right (uniform within the axis; see ``models.train.all --vertical-p``)."""
+        if vertical_p is None:
+            ids = rng.integers(0, self.z.shape[0], size=batch)
+        else:
+            vert = self.vertical_clips()
+            pools = (np.nonzero(~vert)[0], np.nonzero(vert)[0])
+            if not len(pools[0]) or not len(pools[1]):
+                raise ValueError("vertical_p needs clips of both axes in the latent set")
+            picks = []
+            for _ in range(batch):
+                pool = pools[int(rng.random() < vertical_p)]
+                picks.append(pool[rng.integers(len(pool))])
+            ids = np.array(picks, dtype=np.int64)
         offs = rng.integers(0, self.frames - length + 1, size=batch)
         z = torch.stack([self.z[i, :, o:o + length] for i, o in zip(ids, offs)])
         w = torch.stack([self.w[i, :, o:o + length] for i, o in zip(ids, offs)])
@@ -158,6 +171,10 @@ class LatentSet:
 
     def captions(self, ids) -> List[str]:
         return [world.caption(self.scenes[i]) for i in ids]
+
+    def vertical_clips(self) -> np.ndarray:
+        """[N] bool: whether each clip's caption says up or down (the axis of its new frames' motion)."""
+        return np.array([s.direction in ("up", "down") for s in self.scenes])
 
     def render(self, i: int, offset: int, n: int) -> torch.Tensor:
         """Pixels [3, n, 64, 64] of clip ``i`` from window offset ``offset`` (true renders)."""

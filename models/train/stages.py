@@ -136,6 +136,11 @@ def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: t
     return z
 
 
+def _check_share(flag: str, v: Optional[float]) -> None:
+    if v is not None and not 0.0 <= v <= 1.0:
+        raise ValueError(f"{flag} must be in [0, 1], not {v!r}")
+
+
 def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Tensor:
     if frozen:
         with torch.no_grad():
@@ -146,7 +151,7 @@ def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Te
 def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int = 2, batch: int = 8,
                  lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
-                 xattn_lr_mult: float = 1.0, terminal_p: float = 0.0) -> None:
+                 xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
     from stage1_more.pt on the centred first windows (``latents._plan``) -> stage1_centred.pt).
@@ -154,7 +159,9 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     ``centred`` only: ``text_lr_mult`` > 0 trains the text encoder too, at that multiple of the rate (its EMA is
     then saved as ``text_encoder`` and replaces stage 1's for both stages); ``xattn_lr_mult`` multiplies the rate
     of the spatial cross-attention layers (``attentions.*.attn2``: the only path from the caption to the frames);
-    ``terminal_p``: see ``diffusion_loss``."""
+    ``terminal_p``: see ``diffusion_loss``; ``vertical_p``: the share of windows whose caption says up or down
+    (``LatentSet.windows``; default: uniform clips, about half)."""
+    _check_share("vertical_p", vertical_p)
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
         raise ValueError("centred continues stage1_more: pass more=True")
@@ -170,8 +177,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         base = torch.load(_finish_path(out, "stage1_more"), map_location="cpu") if centred else s1
         unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
-    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p):
-        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p are options of stage1_centred")
+    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None):
+        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p are options of stage1_centred")
     text_trains = not more or text_lr_mult > 0
     if more and text_trains:
         text.train().requires_grad_(True)
@@ -190,7 +197,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     ac = C.ddpm_alphas_cumprod()
 
     def step():
-        z0, w, ids, _ = data.windows(rng, batch)
+        z0, w, ids, _ = data.windows(rng, batch, vertical_p=vertical_p)
         z0, w = C.to_device(z0, w)
         caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
         ctx = _text_cond(text, caps, not text_trains)
@@ -294,7 +301,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
                  motion_weight: float = 0.0, turn: bool = False, turn_p: float = 0.3,
                  terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None,
-                 turn_base_unet: Optional[str] = None) -> None:
+                 turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished).
 
@@ -310,12 +317,15 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     "stage1_centred"): replace the continued stage 2's base UNet by that stage-1 result's UNet (CAM, mergers and
     APM stay stage 2's); run 5's stage1_centred UNet reads the direction at the first step, and this hybrid
     followed the caption in 14 of 24 turn windows before any training, but put the object 16 px from where
-    the conditioning frames had it."""
+    the conditioning frames had it. ``vertical_p``: the share of windows (main and turn set) whose caption says up
+    or down (``LatentSet.windows``; default: uniform clips, about half); session 8 found run 7's stage 2 reading
+    left/right from the caption but not up/down, and the turn gain is logged per axis (``turn_dir_gain_vertical``,
+    ``turn_dir_gain_horizontal``)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
-    for flag, v in (("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p)):
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise ValueError(f"{flag} must be in [0, 1], not {v!r}")
+    for flag, v in (("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p),
+                    ("vertical_p", vertical_p)):
+        _check_share(flag, v)
     name = "stage2_turn" if turn else "stage2"
     if os.path.exists(_finish_path(out, name)):
         return
@@ -372,11 +382,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         of the main set and, with ``turn``, k = min(Binomial(batch, turn_p), batch - 1) clips of the turn set (at
         least one window of the main set: an all-turn batch would leave it empty)."""
         k = min(int(rng.binomial(batch, turn_p)), batch - 1) if turn else 0
-        z0, w, ids, offs = data.windows(rng, batch - k)
+        z0, w, ids, offs = data.windows(rng, batch - k, vertical_p=vertical_p)
         cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
         caps, anchor, tids = data.captions(ids), data.anchor[torch.from_numpy(ids)], []
         if k:
-            tz, tw, tids, _ = tdata.windows(rng, k)
+            tz, tw, tids, _ = tdata.windows(rng, k, vertical_p=vertical_p)
             z0, w = torch.cat([z0, tz]), torch.cat([w, tw])
             cond = torch.cat([cond, torch.stack([tdata.render(i, 0, 8) for i in tids])])
             caps, anchor = caps + tdata.captions(tids), torch.cat([anchor, tdata.anchor[torch.from_numpy(tids)]])
@@ -415,6 +425,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                     other = torch.cat([_text_cond(text, [world.caption(tdata.pre[i]) for i in tids], True), img], 1)
                 n = len(tids)
                 info["turn_dir_gain"] = caption_direction_gain(model, z0[-n:], w[-n:], own, other, cond[-n:], ac)
+                vert = torch.from_numpy(tdata.vertical_clips()[tids]).to(z0.device)
+                for axis, sel in (("vertical", vert), ("horizontal", ~vert)):
+                    if sel.any():
+                        info[f"turn_dir_gain_{axis}"] = caption_direction_gain(
+                            model, z0[-n:][sel], w[-n:][sel], own[sel], other[sel], cond[-n:][sel], ac)
         return loss, info
     loop.run(step)
     C.save_final({"unet_stage2": emas["model"].state_dict(), "apm_image_encoder": emas["apm"].state_dict()},
