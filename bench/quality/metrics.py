@@ -13,6 +13,10 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
   least 3.0x the mean of the 2 frames before and after it, at least 15, and 15+ frames after the previous cut.
 * ``seam_ratio``: median frame difference across stage-2 window seams (frame 15 -> 16, 23 -> 24, ...) over the
   median difference inside windows; 1 for a continuous video (true renders), > 1 when windows restart the scene.
+* ``seam_tone``: the same ratio for the change of the whole frame's mean colour (sum over R, G, B of the absolute
+  change; medians below 0.5 grey level count as 0.5): > 1 when each window restarts the global brightness or tint
+  (a flicker at the seams), 1 for true renders. ``handover_tone``: the same for the frame 15 -> 16 seam alone
+  (stage 1 -> stage 2).
 * ``motion``: mean absolute grey-level difference between consecutive frames (0-255); ``frozen``: fraction of
   frame pairs with difference < 0.5 (stagnation).
 * ``obj_speed``: median per-frame displacement (px at 64x64) of the main-object centroid (pixels of the prompt's
@@ -268,11 +272,20 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     seams = np.arange(15, len(fd), 8)
     inside = np.delete(fd, seams)
     seam_ratio = float(np.median(fd[seams]) / max(np.median(inside), 1e-3)) if len(seams) and len(inside) else float("nan")
+    # the same for the whole-frame mean colour (sum over R, G, B of |change of the frame's mean|): > 1 when the
+    # windows restart the global tone (brightness / tint), not only the content
+    tone = np.abs(np.diff(frames.astype(np.float32).mean(axis=(1, 2)), axis=0)).sum(-1)
+    tone_inside = np.delete(tone, seams)
+    seam_tone = (float(max(np.median(tone[seams]), 0.5) / max(np.median(tone_inside), 0.5))
+                 if len(seams) and len(tone_inside) else float("nan"))     # below 0.5 grey level: 0.5 (noise)
+    handover_tone = (float(max(tone[15], 0.5) / max(np.median(tone_inside), 0.5)) if len(seams) and len(tone_inside)
+                     else float("nan"))                                   # the stage-1 -> stage-2 seam alone
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
         "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
-        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio, "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
+        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio, "seam_tone": seam_tone, "handover_tone": handover_tone,
+        "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
         "colour_ok": float(detected_colour == a.get("colour")), "shape_ok": float(detected_shape == a.get("shape")),
@@ -286,7 +299,8 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 
 
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
-KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_ok",
+KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "seam_tone",
+        "handover_tone", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_ok",
         "shape_ok", "dir_ok"]
 
 

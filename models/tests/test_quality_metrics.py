@@ -1,0 +1,100 @@
+"""bench/quality/metrics.py, the detectors behind the issue-6 benchmark table, on inputs whose answer is known.
+
+* ``adaptive_cuts`` against PySceneDetect's AdaptiveDetector defaults (adaptive_threshold 3.0, min_content_val 15,
+  window_width 2, min_scene_len 15 frames), on hand-made content-value sequences;
+* ``analyse`` on true world renders (the benchmark's ``world`` row): no cut, seam ratios 1, the caption's colour,
+  shape and direction;
+* a real cut (two scenes spliced) and a window-seam flicker (a known tint added to every other 8-frame window
+  from frame 16, as a stage-2 window that restarts the global tone would) are found where they were put.
+
+Numpy only (no torch); 240 frames of 64x64 per video, as the benchmark scores them.
+"""
+import os
+import sys
+import unittest
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "bench", "quality"))
+import metrics  # noqa: E402
+from models import world  # noqa: E402
+
+PROMPTS = ["a red circle moving to the left on a plain black background",
+           "a blue square moving slowly up on a cyan gradient background",
+           "a white triangle moving to the left on a plain green background",
+           "a green circle moving down on a plain pink background"]
+
+
+def true_video(prompt: str, i: int = 0, frames: int = 240) -> np.ndarray:
+    """uint8 [T, 64, 64, 3] true render of ``prompt`` (the benchmark's reference scene for prompt ``i``)."""
+    v = world.render(metrics.reference_scene(i, prompt), 0, frames, 64).transpose(0, 2, 3, 1)
+    return ((v + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+class AdaptiveCutsTest(unittest.TestCase):
+    def test_a_spike_three_times_its_neighbours_and_at_least_15_is_a_cut_at_the_frame_after_it(self):
+        v = np.full(60, 4.0)
+        v[20] = 40.0                  # frames 20 -> 21 differ: the new scene starts at frame 21
+        self.assertEqual(metrics.adaptive_cuts(v), [21])
+
+    def test_below_min_content_or_below_three_times_the_neighbours_is_no_cut(self):
+        v = np.full(60, 4.0)
+        v[20] = 14.0                  # 3.5x the neighbours but under min_content_val 15
+        self.assertEqual(metrics.adaptive_cuts(v), [])
+        v = np.full(60, 10.0)
+        v[20] = 29.0                  # over 15 but 2.9x the neighbours
+        self.assertEqual(metrics.adaptive_cuts(v), [])
+
+    def test_cuts_closer_than_min_scene_len_are_merged_into_the_first(self):
+        v = np.full(80, 2.0)
+        v[[20, 30, 40]] = 50.0        # cuts at frames 21, 31 (10 after: dropped), 41 (20 after 21: kept)
+        self.assertEqual(metrics.adaptive_cuts(v), [21, 41])
+
+
+class AnalyseTest(unittest.TestCase):
+    def test_true_renders_have_no_cut_continuous_seams_and_the_captions_attributes(self):
+        for i, p in enumerate(PROMPTS):
+            r = metrics.analyse(true_video(p, i), p)
+            with self.subTest(prompt=p):
+                self.assertEqual(r["cut_frames"], [])
+                self.assertAlmostEqual(r["seam_ratio"], 1.0, delta=0.25)
+                self.assertEqual(r["seam_tone"], 1.0)       # both medians under the 0.5 grey-level floor
+                self.assertEqual(r["still_windows"], 0)
+                a = world.parse_caption(p)
+                self.assertEqual(r["detected"], [a["colour"], a["shape"], a["direction"]])
+
+    def test_two_spliced_scenes_give_one_cut_at_the_splice(self):
+        a, b = true_video(PROMPTS[0], 0), true_video(PROMPTS[3], 3)
+        v = np.concatenate([a[:100], b[100:]])
+        self.assertEqual(metrics.analyse(v, PROMPTS[0])["cut_frames"], [100])
+
+    def test_a_tint_that_restarts_at_every_window_seam_raises_seam_tone_not_the_cut_count(self):
+        p = PROMPTS[3]                # green on pink: no channel under 6, so the tint is not clipped
+        v = true_video(p, 3).astype(np.int16)
+        tint = np.zeros(len(v), np.int16)
+        for k, start in enumerate(range(16, len(v), 8)):
+            tint[start:start + 8] = -6 * (k % 2)      # -6 grey levels on R, G, B in every other window
+        flick = (v + tint[:, None, None, None]).clip(0, 255).astype(np.uint8)
+        self.assertGreaterEqual(int(v.min()), 6)     # the tint is never clipped
+        r0, r1 = metrics.analyse(true_video(p, 3), p), metrics.analyse(flick, p)
+        # independent count: the frame-mean jump at the tinted seams is 3 x 6 = 18 levels plus the scene's own
+        # change, which stays under the 0.5-level floor inside windows: the ratio is 18 / 0.5 = 36
+        self.assertAlmostEqual(r1["seam_tone"], 18 / 0.5, delta=1.0)     # measured 36.00
+        self.assertEqual(r0["seam_tone"], 1.0)
+        self.assertGreater(r1["seam_ratio"], 2.0 * r0["seam_ratio"])
+        self.assertEqual(r1["cut_frames"], [])        # a 6-level tint is no scene cut
+
+        self.assertEqual(r1["handover_tone"], 1.0)    # window 16-23 is not tinted: no jump at the hand-over
+
+    def test_a_tint_from_frame_16_on_is_a_handover_jump_and_no_seam_flicker(self):
+        p = PROMPTS[3]
+        v = true_video(p, 3).astype(np.int16)
+        v[16:] -= 6                                     # stage 2 darker than stage 1 by 6 levels on R, G, B
+        r = metrics.analyse(v.clip(0, 255).astype(np.uint8), p)
+        self.assertAlmostEqual(r["handover_tone"], 18 / 0.5, delta=1.0)
+        self.assertEqual(r["seam_tone"], 1.0)
+
+
+if __name__ == "__main__":
+    unittest.main()
