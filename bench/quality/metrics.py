@@ -284,7 +284,8 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     return {
         "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
-        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio, "seam_tone": seam_tone, "handover_tone": handover_tone,
+        "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio,
+        "seam_tone": seam_tone, "handover_tone": handover_tone,
         "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
