@@ -215,7 +215,8 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     a = world.parse_caption(prompt)
     vals = content_values(frames)
     cuts = adaptive_cuts(vals)
-    grey = frames.astype(np.float32).mean(-1)
+    rgb = frames.astype(np.float32)
+    grey = rgb.mean(-1)
     fd = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))
     pal = palette(prompt)
     lab, names = labels(frames, pal)
@@ -272,14 +273,15 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     seams = np.arange(15, len(fd), 8)
     inside = np.delete(fd, seams)
     seam_ratio = float(np.median(fd[seams]) / max(np.median(inside), 1e-3)) if len(seams) and len(inside) else float("nan")
-    # the same for the whole-frame mean colour (sum over R, G, B of |change of the frame's mean|): > 1 when the
-    # windows restart the global tone (brightness / tint), not only the content
-    tone = np.abs(np.diff(frames.astype(np.float32).mean(axis=(1, 2)), axis=0)).sum(-1)
-    tone_inside = np.delete(tone, seams)
-    seam_tone = (float(max(np.median(tone[seams]), 0.5) / max(np.median(tone_inside), 0.5))
-                 if len(seams) and len(tone_inside) else float("nan"))     # below 0.5 grey level: 0.5 (noise)
-    handover_tone = (float(max(tone[15], 0.5) / max(np.median(tone_inside), 0.5)) if len(seams) and len(tone_inside)
-                     else float("nan"))                                   # the stage-1 -> stage-2 seam alone
+    # the same for the whole-frame mean colour (sum over R, G, B of |change of the frame's mean|; medians under 0.5
+    # grey level count as 0.5, noise): > 1 when the windows restart the global tone, not only the content;
+    # handover_tone: the stage-1 -> stage-2 seam alone
+    tone = np.abs(np.diff(rgb.mean(axis=(1, 2)), axis=0)).sum(-1)
+    seam_tone = handover_tone = float("nan")
+    if len(seams) and len(inside):
+        tone_inside = max(float(np.median(np.delete(tone, seams))), 0.5)
+        seam_tone = max(float(np.median(tone[seams])), 0.5) / tone_inside
+        handover_tone = max(float(tone[15]), 0.5) / tone_inside
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
         "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),

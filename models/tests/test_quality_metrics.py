@@ -71,13 +71,14 @@ class AnalyseTest(unittest.TestCase):
 
     def test_a_tint_that_restarts_at_every_window_seam_raises_seam_tone_not_the_cut_count(self):
         p = PROMPTS[3]                # green on pink: no channel under 6, so the tint is not clipped
-        v = true_video(p, 3).astype(np.int16)
+        clean = true_video(p, 3)
+        v = clean.astype(np.int16)
         tint = np.zeros(len(v), np.int16)
         for k, start in enumerate(range(16, len(v), 8)):
             tint[start:start + 8] = -6 * (k % 2)      # -6 grey levels on R, G, B in every other window
         flick = (v + tint[:, None, None, None]).clip(0, 255).astype(np.uint8)
         self.assertGreaterEqual(int(v.min()), 6)     # the tint is never clipped
-        r0, r1 = metrics.analyse(true_video(p, 3), p), metrics.analyse(flick, p)
+        r0, r1 = metrics.analyse(clean, p), metrics.analyse(flick, p)
         # independent count: the frame-mean jump at the tinted seams is 3 x 6 = 18 levels plus the scene's own
         # change, which stays under the 0.5-level floor inside windows: the ratio is 18 / 0.5 = 36
         self.assertAlmostEqual(r1["seam_tone"], 18 / 0.5, delta=1.0)     # measured 36.00
