@@ -20,7 +20,12 @@ without the other stage in the way (numbers for models/train/README.md).
   whether the new frames follow the caption, ``new_cond_dir`` whether they keep the conditioning frames' direction.
   ``--cond corner``: the prompt's clip with its object at pixel (57, 58) in the first conditioning frame, wrapping
   around the right and bottom edges (where run 7's one stalled video stopped). ``new_still``: the share of
-  windows whose 8 new frames move the object < 0.1 px/frame or lose it (metrics.py's still window).
+  windows whose 8 new frames move the object < 0.1 px/frame or lose it (metrics.py's still window). ``seam_jump``:
+  the whole-frame mean colour change (|R| + |G| + |B|, grey levels) from the last conditioning frame to the first
+  new frame. ``--cond toned`` (session 10): the prompt's clip under one random global colour transform per window
+  (``models/train/tone.py``, the training ranges; the anchor untouched); ``tone_follow``: the share of the
+  transform's shift of the mean colour that the 8 new frames keep (1: they continue the conditioning frames' tone,
+  0: they go back to the untouched clip's).
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -55,6 +60,7 @@ import metrics as M  # noqa: E402
 from models import world  # noqa: E402
 from models.train import common as C  # noqa: E402
 from models.train.latents import centre_scene, turn_scene  # noqa: E402
+from models.train import tone as T  # noqa: E402
 from models.train.stages import ddim_sample  # noqa: E402
 
 
@@ -127,6 +133,9 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
     cond = torch.stack([c[:, 8:16] for c in clips])          # [B,3,8,64,64] in [-1,1]
     anchor = torch.stack([c[:, 0] for c in clips])
     b = len(prompts)
+    plain = _to_u8(cond).astype(np.float32).mean(axis=(1, 2, 3))     # [B,3] the untouched frames' mean colour
+    if cond_kind == "toned":    # the same frames under one global colour transform per window (anchor untouched)
+        cond = T.apply_tone(cond, *T.random_tone(np.random.default_rng(7), b))
     with torch.no_grad():
         ctx = torch.cat([torch.cat([text(C.token_ids([""] * b)), apm(torch.zeros_like(anchor))], 1),
                          torch.cat([text(C.token_ids(prompts)), apm(anchor)], 1)])
@@ -135,7 +144,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         gen = _to_u8(dec(z))
     true = _to_u8(cond)
     acc, new_hits = Counter(), []
-    for p, g, c, other in zip(prompts, gen, true, others):
+    for j, (p, g, c, other) in enumerate(zip(prompts, gen, true, others)):
         acc["copy_absdiff"] += float(np.abs(g[:8].astype(np.float32) - c.astype(np.float32)).mean())
         dist = [math.hypot((a[0] - q[0] + 32) % 64 - 32, (a[1] - q[1] + 32) % 64 - 32)
                 for a, q in zip(_centroids(g[:8], p), _centroids(c, p)) if a and q]
@@ -149,6 +158,12 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["new_shape"] += new["shape_ok"]
         acc["new_colour"] += new["colour_ok"]
         acc["new_still"] += float(new["still_windows"] > 0)
+        # the seam: whole-frame mean colour, last conditioning frame -> first new frame (sum of |R|, |G|, |B| change)
+        acc["seam_jump"] += float(np.abs(g[8].astype(np.float32).mean((0, 1)) - c[7].astype(np.float32).mean((0, 1))).sum())
+        if cond_kind == "toned":    # share of the transform's shift of the mean colour that the new frames keep
+            shift = c.astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
+            kept = g[8:].astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
+            acc["tone_follow"] += float(kept @ shift / max(float(shift @ shift), 1e-6))
     return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance,
             **{k: round(v / b, 3) for k, v in acc.items()}, "new_dir_by_axis": _by_axis(prompts, new_hits)}
 
@@ -259,10 +274,11 @@ def main() -> int:
                     help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
                          "error on frames 8-15)")
     ap.add_argument("--guidance", type=float, default=None, help="default: 5 (stage 1), 4 (stage 2)")
-    ap.add_argument("--cond", choices=["true", "turn", "corner"], default="true",
+    ap.add_argument("--cond", choices=["true", "turn", "corner", "toned"], default="true",
                     help="stage2: CAM frames of the prompt's clip (true) or of the same scene moving another way, "
                          "meeting the prompt's at the window's first new frame (turn; session 6), or of the prompt's "
-                         "clip with its object wrapping around the bottom-right corner (corner; session 7)")
+                         "clip with its object wrapping around the bottom-right corner (corner; session 7), or of the prompt's "
+                         "clip under one random global colour transform (toned; session 10)")
     args = ap.parse_args()
     C.setup_torch(1)
     if args.stage == "vae":

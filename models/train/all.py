@@ -58,7 +58,10 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
            "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
-           "--turn-p", str(args.turn_p)] + what
+           "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
+           "--tone-offset", str(args.tone_offset)] + what
+    if args.stage2_lr is not None:
+        cmd += ["--stage2-lr", str(args.stage2_lr)]
     if args.turn_terminal_p is not None:
         cmd += ["--turn-terminal-p", str(args.turn_terminal_p)]
     if args.turn_base_unet:
@@ -109,6 +112,15 @@ def main(argv=None) -> int:
     ap.add_argument("--vertical-p", type=float, default=None,
                     help="stage1_centred, stage2, stage2_turn: share of training windows whose caption says up or "
                          "down (default: clips drawn uniformly, about half; see latents.LatentSet.windows)")
+    ap.add_argument("--tone-p", type=float, default=0.0,
+                    help="stage2, stage2_turn: share of training windows given one random global colour transform "
+                         "over all 16 frames, conditioning frames and target alike (session 10; see tone.py)")
+    ap.add_argument("--tone-gain", type=float, default=0.10,
+                    help="with --tone-p: contrast range, g ~ U(1 - GAIN, 1 + GAIN) per channel (tone.py)")
+    ap.add_argument("--tone-offset", type=float, default=0.12,
+                    help="with --tone-p: offset range, o ~ U(-OFFSET, OFFSET) per channel on pixels in [-1, 1]")
+    ap.add_argument("--stage2-lr", type=float, default=None,
+                    help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")
     ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
                     help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
@@ -148,6 +160,12 @@ def main(argv=None) -> int:
         ap.error("--batch-mult must be >= 1")
     if args.vertical_p is not None and not 0.0 <= args.vertical_p <= 1.0:
         ap.error(f"--vertical-p must be in [0, 1], not {args.vertical_p}")
+    if not 0.0 <= args.tone_p <= 1.0:
+        ap.error(f"--tone-p must be in [0, 1], not {args.tone_p}")
+    if not (0.0 <= args.tone_gain < 1.0 and args.tone_offset >= 0.0):
+        ap.error(f"--tone-gain must be in [0, 1) and --tone-offset >= 0, not {args.tone_gain}, {args.tone_offset}")
+    if args.stage2_lr is not None and not args.stage2_lr > 0:
+        ap.error(f"--stage2-lr must be > 0, not {args.stage2_lr}")
     if args.collect_checkpoint and not args.collect:
         ap.error("--collect-checkpoint needs --collect")
     if args.ranks < 1 or (args.ranks > 1 and not args.only):
@@ -168,6 +186,10 @@ def main(argv=None) -> int:
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
         if name in ("stage1_centred", "stage2", "stage2_turn"):
             extra["vertical_p"] = args.vertical_p
+        if name in ("stage2", "stage2_turn"):
+            extra.update(tone_p=args.tone_p, tone_gain=args.tone_gain, tone_offset=args.tone_offset)
+            if args.stage2_lr is not None:
+                extra["lr"] = args.stage2_lr
         if name == "stage2_turn":
             extra.update(merger_lr_mult=args.cam_lr_mult, turn_p=args.turn_p, terminal_p=args.terminal_p,
                          turn_terminal_p=args.turn_terminal_p, turn_base_unet=args.turn_base_unet)

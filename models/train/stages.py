@@ -41,6 +41,7 @@ from ..stage2 import Stage2UNet
 from ..unet3d import UNet3DConditionModel
 from . import common as C
 from . import latents as L
+from . import tone as T
 from .components import _finish_path, load_vae
 
 MIN_SNR_GAMMA = 5.0
@@ -301,7 +302,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
                  motion_weight: float = 0.0, turn: bool = False, turn_p: float = 0.3,
                  terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None,
-                 turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None) -> None:
+                 turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None,
+                 tone_p: float = 0.0, tone_gain: float = T.GAIN, tone_offset: float = T.OFFSET) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished).
 
@@ -320,10 +322,12 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     the conditioning frames had it. ``vertical_p``: the share of windows (main and turn set) whose caption says up
     or down (``LatentSet.windows``; default: uniform clips, about half); session 8 found run 7's stage 2 reading
     left/right from the caption but not up/down, and the turn gain is logged per axis (``turn_dir_gain_vertical``,
-    ``turn_dir_gain_horizontal``)."""
+    ``turn_dir_gain_horizontal``). ``tone_p`` (session 10): the share of windows (main and turn set) given one
+    random global colour transform over all 16 frames, conditioning frames and target alike (``tone.py``; its
+    ranges ``tone_gain``, ``tone_offset``)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
-    for flag, v in (("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p),
+    for flag, v in (("tone_p", tone_p), ("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p),
                     ("vertical_p", vertical_p)):
         _check_share(flag, v)
     name = "stage2_turn" if turn else "stage2"
@@ -369,7 +373,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         loop.log.write(loop.step, note=f"{'continued from stage2.pt' if loop.step == 0 else 'resumed'}; "
                                        f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
                                        f"turn clips' terminal_p {turn_terminal_p}; base UNet from "
-                                       f"{turn_base_unet or 'stage2.pt'}")
+                                       f"{turn_base_unet or 'stage2.pt'}; tone share {tone_p} (gain {tone_gain}, "
+                                       f"offset {tone_offset}); lr {lr}")
     elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
                                 f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
@@ -385,11 +390,21 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
         z0, w, ids, offs = data.windows(rng, batch - k, vertical_p=vertical_p)
         cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
         caps, anchor, tids = data.captions(ids), data.anchor[torch.from_numpy(ids)], []
+        src = [(data, i, o) for i, o in zip(ids, offs)]
         if k:
-            tz, tw, tids, _ = tdata.windows(rng, k, vertical_p=vertical_p)
+            tz, tw, tids, toffs = tdata.windows(rng, k, vertical_p=vertical_p)
             z0, w = torch.cat([z0, tz]), torch.cat([w, tw])
             cond = torch.cat([cond, torch.stack([tdata.render(i, 0, 8) for i in tids])])
             caps, anchor = caps + tdata.captions(tids), torch.cat([anchor, tdata.anchor[torch.from_numpy(tids)]])
+            src += [(tdata, i, o) for i, o in zip(tids, toffs)]
+        if tone_p > 0:      # re-toned windows: render all 16 frames, transform, re-encode (tone.py)
+            sel = np.nonzero(rng.random(batch) < tone_p)[0]
+            if len(sel):
+                video = torch.stack([src[j][0].render(src[j][1], src[j][2], 16) for j in sel])
+                video = T.apply_tone(video, *T.random_tone(rng, len(sel), tone_gain, tone_offset))
+                with torch.no_grad():
+                    z0[torch.from_numpy(sel)] = vae.video_encoder()(video.to(C.DEVICE))[0].cpu()
+                cond[torch.from_numpy(sel)] = video[:, :, :8]
         return z0, w, cond, caps, anchor.clone(), tids
 
     def step():
