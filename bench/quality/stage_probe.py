@@ -5,6 +5,7 @@ without the other stage in the way (numbers for models/train/README.md).
     /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4] [--cond turn]
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
+    /usr/bin/python3 bench/quality/stage_probe.py shapes --model models/default [--seeds 2]
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
   the empty prompt), decoded by ``vae_decoder.pt``; colour / shape / direction of each sample as metrics.py
@@ -22,10 +23,13 @@ without the other stage in the way (numbers for models/train/README.md).
   around the right and bottom edges (where run 7's one stalled video stopped). ``new_still``: the share of
   windows whose 8 new frames move the object < 0.1 px/frame or lose it (metrics.py's still window). ``seam_jump``:
   the whole-frame mean colour change (|R| + |G| + |B|, grey levels) from the last conditioning frame to the first
-  new frame. ``--cond toned`` (session 10): the prompt's clip under one random global colour transform per window
-  (``models/train/tone.py``, the training ranges; the anchor untouched); ``tone_follow``: the share of the
-  transform's shift of the mean colour that the 8 new frames keep (1: they continue the conditioning frames' tone,
-  0: they go back to the untouched clip's).
+  new frame; ``copy_tone`` the same between the window's re-generated copy of that frame (position 7) and the
+  frame itself, ``step_tone`` between the copy and the first new frame (seam_jump <= copy_tone + step_tone: a
+  large copy_tone says the window re-draws the scene in a tone of its own); ``vae_tone`` the same between the
+  frame and its VAE round trip (encoder mean, decoder): the part of copy_tone that the VAE alone accounts for. ``--cond toned`` (session 10): the
+  prompt's clip under one random global colour transform per window (``models/train/tone.py``'s default ranges;
+  the anchor untouched); ``tone_follow``: the share of the transform's shift of the mean colour that the 8 new
+  frames keep (1: they continue the conditioning frames' tone, 0: they go back to the untouched clip's).
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -37,6 +41,10 @@ without the other stage in the way (numbers for models/train/README.md).
   up/down alone (session 8: run 7's UNets read left/right but not up/down). ``--unet stage2``:
   the stage-2 UNet, given the clip's true frames 0-7 as CAM input and its frame 0 as the APM anchor, scored on the
   new frames 8-15 (``anywhere`` clips only).
+* ``shapes`` (session 10): are the squares drawn round by stage 1? Stage-1 samples of the square prompts and of
+  the same prompts with "circle" or "triangle" instead (same noise for the three): the object's mean bounding-box
+  fill per shape word (upright square 1, circle 0.79, triangle 0.5; metrics.py reads >= 0.9 as a square) and the
+  share of frames read as the prompt's shape.
 * ``vae``: the ceiling the decoder sets: the benchmark's true renders of the prompts (240 frames, as metrics.py's
   ``world`` row) through ``vae_encoder.pt`` (posterior mean) and ``vae_decoder.pt``, then metrics.py's colour /
   shape / direction detection on the reconstruction; ``shape_by_kind``: shapes recognised per prompt shape;
@@ -142,6 +150,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         z = torch.randn(b, 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed))
         z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance)
         gen = _to_u8(dec(z))
+        roundtrip = _to_u8(dec(load("vae_encoder.pt")(cond)[0]))     # the conditioning frames through the VAE
     true = _to_u8(cond)
     acc, new_hits = Counter(), []
     for j, (p, g, c, other) in enumerate(zip(prompts, gen, true, others)):
@@ -159,7 +168,11 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["new_colour"] += new["colour_ok"]
         acc["new_still"] += float(new["still_windows"] > 0)
         # the seam: whole-frame mean colour, last conditioning frame -> first new frame (sum of |R|, |G|, |B| change)
-        acc["seam_jump"] += float(np.abs(g[8].astype(np.float32).mean((0, 1)) - c[7].astype(np.float32).mean((0, 1))).sum())
+        tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame -> mean colour [3]
+        acc["seam_jump"] += float(np.abs(tone(g[8]) - tone(c[7])).sum())
+        acc["copy_tone"] += float(np.abs(tone(g[7]) - tone(c[7])).sum())
+        acc["step_tone"] += float(np.abs(tone(g[8]) - tone(g[7])).sum())
+        acc["vae_tone"] += float(np.abs(tone(roundtrip[j][7]) - tone(c[7])).sum())
         if cond_kind == "toned":    # share of the transform's shift of the mean colour that the new frames keep
             shift = c.astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
             kept = g[8:].astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
@@ -242,6 +255,48 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
     return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}
 
 
+def _fill(mask: np.ndarray):
+    """Share of its bounding box that the object's largest component fills (metrics.shape_of's measure: upright
+    square 1, circle pi/4 = 0.79, triangle 0.5), None where shape_of would not judge the mask."""
+    h, w = mask.shape
+    if mask.sum() < 12:
+        return None
+    ys, xs = np.nonzero(mask)
+    mask = np.roll(mask, (int(h / 2 - M.circular_mean(ys + 0.5, h)), int(w / 2 - M.circular_mean(xs + 0.5, w))), (0, 1))
+    m = M.largest_component(mask)
+    if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+        return None
+    ys, xs = np.nonzero(m)
+    return m.sum() / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+
+
+def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25) -> dict:
+    """Stage-1 samples of the benchmark's square prompts and of the same prompts with "circle" and "triangle" in
+    place of "square" (same noise for the three): the mean bounding-box fill of the object per shape word, and the
+    share of frames metrics.shape_of reads as the prompt's shape."""
+    load = _loader(model_dir)
+    unet, text, dec = load("unet_stage1.pt"), load("text_encoder.pt"), load("vae_decoder.pt")
+    sq = [p for p in M.load_prompts(n) if " square " in p]
+    prompts = [p.replace(" square ", f" {k} ") for k in ("square", "circle", "triangle") for p in sq]
+    fills, hits = {}, {}
+    with torch.no_grad():
+        ctx = text(C.token_ids([""] * len(prompts) + prompts))
+        for seed in range(seeds):
+            z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
+            z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
+            for p, frames in zip(prompts, _to_u8(dec(z))):
+                a = world.parse_caption(p)
+                lab, names = M.labels(frames, M.palette(p))
+                masks = lab == names.index(a["colour"])
+                f = [v for v in (_fill(m) for m in masks) if v is not None]
+                got = [v for v in (M.shape_of(m) for m in masks) if v]
+                fills.setdefault(a["shape"], []).append(float(np.mean(f)) if f else float("nan"))
+                hits.setdefault(a["shape"], []).append(got.count(a["shape"]) / max(1, len(got)))
+    return {"stage": "shapes", "samples_per_shape": len(sq) * seeds, "guidance": guidance,
+            "fill": {k: round(float(np.nanmean(v)), 3) for k, v in fills.items()},
+            "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
+
+
 def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
     load = _loader(model_dir)
     enc, dec = load("vae_encoder.pt"), load("vae_decoder.pt")
@@ -266,7 +321,7 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae"])
+    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes"])
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--seeds", type=int, default=2, help="stage1: samples per prompt")
@@ -285,6 +340,8 @@ def main() -> int:
         res = vae(args.model, args.prompts)
     elif args.stage == "words":
         res = words(args.model, args.prompts, which=args.unet)
+    elif args.stage == "shapes":
+        res = shapes(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:
