@@ -135,6 +135,26 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def object_component(mask: np.ndarray) -> Optional[np.ndarray]:
+    """The largest connected part of an object mask, rolled to the frame centre first (the world wraps); None if
+    it has fewer than 12 pixels or touches the border (not judged)."""
+    h, w = mask.shape
+    if mask.sum() < 12:
+        return None
+    ys, xs = np.nonzero(mask)
+    mask = np.roll(mask, (int(h / 2 - circular_mean(ys + 0.5, h)), int(w / 2 - circular_mean(xs + 0.5, w))), (0, 1))
+    m = largest_component(mask)
+    if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+        return None
+    return m
+
+
+def bbox_fill(m: np.ndarray) -> float:
+    """Share of its bounding box that a (non-empty) mask fills: upright square 1, circle pi/4 = 0.79, triangle 0.5."""
+    ys, xs = np.nonzero(m)
+    return m.sum() / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+
+
 def shape_of(mask: np.ndarray) -> Optional[str]:
     """Classify one object mask (None if too small or touching the border).
 
@@ -142,13 +162,8 @@ def shape_of(mask: np.ndarray) -> Optional[str]:
     fills (upright square 1.0, circle pi/4 = 0.79, triangle 0.5 - the world draws non-spinning shapes upright):
     fill >= 0.9 square, >= 0.65 circle, else triangle. A rotated square (spinning) is told apart from a circle
     by its 4-fold harmonic."""
-    h, w = mask.shape
-    if mask.sum() < 12:
-        return None
-    ys, xs = np.nonzero(mask)       # the world wraps: roll the object to the centre before measuring it
-    mask = np.roll(mask, (int(h / 2 - circular_mean(ys + 0.5, h)), int(w / 2 - circular_mean(xs + 0.5, w))), (0, 1))
-    m = largest_component(mask)
-    if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+    m = object_component(mask)
+    if m is None:
         return None
     ys, xs = np.nonzero(m)
     cy, cx = ys.mean(), xs.mean()
@@ -163,7 +178,7 @@ def shape_of(mask: np.ndarray) -> Optional[str]:
     f = np.abs(np.fft.rfft(prof)) / (prof.mean() * bins)
     if f[5] > 0.06 and f[5] > max(f[3], f[4]):
         return "star"
-    fill = m.sum() / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+    fill = bbox_fill(m)
     if fill >= 0.9:
         return "square"
     if fill >= 0.65:

@@ -26,10 +26,11 @@ without the other stage in the way (numbers for models/train/README.md).
   new frame; ``copy_tone`` the same between the window's re-generated copy of that frame (position 7) and the
   frame itself, ``step_tone`` between the copy and the first new frame (seam_jump <= copy_tone + step_tone: a
   large copy_tone says the window re-draws the scene in a tone of its own); ``vae_tone`` the same between the
-  frame and its VAE round trip (encoder mean, decoder): the part of copy_tone that the VAE alone accounts for. ``--cond toned`` (session 10): the
-  prompt's clip under one random global colour transform per window (``models/train/tone.py``'s default ranges;
-  the anchor untouched); ``tone_follow``: the share of the transform's shift of the mean colour that the 8 new
-  frames keep (1: they continue the conditioning frames' tone, 0: they go back to the untouched clip's).
+  frame and its VAE round trip (encoder mean, decoder): the part of copy_tone that the VAE alone accounts for.
+  ``--cond toned`` (session 10): the prompt's clip under one random global colour transform per window
+  (``models/train/tone.py``'s default ranges; the anchor untouched); ``tone_follow``: the share of the
+  transform's shift of the mean colour that the 8 new frames keep (1: they continue the conditioning frames'
+  tone, 0: they go back to the untouched clip's).
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -255,21 +256,6 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
     return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}
 
 
-def _fill(mask: np.ndarray):
-    """Share of its bounding box that the object's largest component fills (metrics.shape_of's measure: upright
-    square 1, circle pi/4 = 0.79, triangle 0.5), None where shape_of would not judge the mask."""
-    h, w = mask.shape
-    if mask.sum() < 12:
-        return None
-    ys, xs = np.nonzero(mask)
-    mask = np.roll(mask, (int(h / 2 - M.circular_mean(ys + 0.5, h)), int(w / 2 - M.circular_mean(xs + 0.5, w))), (0, 1))
-    m = M.largest_component(mask)
-    if m.sum() < 12 or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
-        return None
-    ys, xs = np.nonzero(m)
-    return m.sum() / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
-
-
 def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25) -> dict:
     """Stage-1 samples of the benchmark's square prompts and of the same prompts with "circle" and "triangle" in
     place of "square" (same noise for the three): the mean bounding-box fill of the object per shape word, and the
@@ -288,7 +274,7 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
                 a = world.parse_caption(p)
                 lab, names = M.labels(frames, M.palette(p))
                 masks = lab == names.index(a["colour"])
-                f = [v for v in (_fill(m) for m in masks) if v is not None]
+                f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]
                 got = [v for v in (M.shape_of(m) for m in masks) if v]
                 fills.setdefault(a["shape"], []).append(float(np.mean(f)) if f else float("nan"))
                 hits.setdefault(a["shape"], []).append(got.count(a["shape"]) / max(1, len(got)))
@@ -324,7 +310,7 @@ def main() -> int:
     ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes"])
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
-    ap.add_argument("--seeds", type=int, default=2, help="stage1: samples per prompt")
+    ap.add_argument("--seeds", type=int, default=2, help="stage1, shapes: samples per prompt")
     ap.add_argument("--unet", choices=["stage1", "stage2"], default="stage1",
                     help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
                          "error on frames 8-15)")

@@ -58,7 +58,7 @@ class TrainSmokeTest(unittest.TestCase):
                 logged = f.read()
             self.assertIn('"component": "stage2_turn"', logged)
             self.assertIn("base UNet from stage1_centred", logged)
-            self.assertIn("tone share 1.0; lr 0.0002", logged)      # every window re-toned (tone.py)
+            self.assertIn("tone share 1.0 (gain 0.1, offset 0.12); lr 0.0002", logged)   # all re-toned (tone.py)
             self.assertRegex(logged, '"turn_dir_gain_(vertical|horizontal)"')     # the per-axis turn gain
             r = _run(out, device, "--only", "stage2_turn", "--vertical-p", "1.5")
             self.assertEqual(r.returncode, 2, r.stderr[-500:])

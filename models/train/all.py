@@ -38,6 +38,7 @@ from . import common as C
 from . import components as K
 from . import latents as L
 from . import stages as S
+from . import tone as T
 
 STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800,
          "stage1_centred": 3000, "stage2_turn": 1500}
@@ -115,9 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tone-p", type=float, default=0.0,
                     help="stage2, stage2_turn: share of training windows given one random global colour transform "
                          "over all 16 frames, conditioning frames and target alike (session 10; see tone.py)")
-    ap.add_argument("--tone-gain", type=float, default=0.10,
+    ap.add_argument("--tone-gain", type=float, default=T.GAIN,
                     help="with --tone-p: contrast range, g ~ U(1 - GAIN, 1 + GAIN) per channel (tone.py)")
-    ap.add_argument("--tone-offset", type=float, default=0.12,
+    ap.add_argument("--tone-offset", type=float, default=T.OFFSET,
                     help="with --tone-p: offset range, o ~ U(-OFFSET, OFFSET) per channel on pixels in [-1, 1]")
     ap.add_argument("--stage2-lr", type=float, default=None,
                     help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")

@@ -327,8 +327,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     ranges ``tone_gain``, ``tone_offset``)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
-    for flag, v in (("tone_p", tone_p), ("turn_p", turn_p), ("terminal_p", terminal_p), ("turn_terminal_p", turn_terminal_p),
-                    ("vertical_p", vertical_p)):
+    for flag, v in (("tone_p", tone_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
+                    ("turn_terminal_p", turn_terminal_p), ("vertical_p", vertical_p)):
         _check_share(flag, v)
     name = "stage2_turn" if turn else "stage2"
     if os.path.exists(_finish_path(out, name)):
