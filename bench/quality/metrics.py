@@ -17,6 +17,9 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
   change; medians below 0.5 grey level count as 0.5): > 1 when each window restarts the global brightness or tint
   (a flicker at the seams), 1 for true renders. ``handover_tone``: the same for the frame 15 -> 16 seam alone
   (stage 1 -> stage 2).
+* ``seam_cuts``: the cuts that fall on a stage-2 window's first new frame (16, 24, 32, ...); ``cut_tone``: the
+  median whole-frame mean-colour change (|R| + |G| + |B|, grey levels) into the cut frames (NaN without a cut):
+  together they say whether the cuts are the windows' tone jumps.
 * ``motion``: mean absolute grey-level difference between consecutive frames (0-255); ``frozen``: fraction of
   frame pairs with difference < 0.5 (stagnation).
 * ``obj_speed``: median per-frame displacement (px at 64x64) of the main-object centroid (pixels of the prompt's
@@ -297,12 +300,14 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
         tone_inside = max(float(np.median(np.delete(tone, seams))), 0.5)
         seam_tone = max(float(np.median(tone[seams])), 0.5) / tone_inside
         handover_tone = max(float(tone[15]), 0.5) / tone_inside
+    cut_tone = float(np.median([tone[c - 1] for c in cuts])) if cuts else float("nan")
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
         "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
         "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio,
-        "seam_tone": seam_tone, "handover_tone": handover_tone,
+        "seam_tone": seam_tone, "handover_tone": handover_tone, "cut_tone": cut_tone,
+        "seam_cuts": sum(c >= 16 and (c - 16) % 8 == 0 for c in cuts),
         "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),
@@ -317,7 +322,7 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 
 
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
-KEYS = ["cuts", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "seam_tone",
+KEYS = ["cuts", "seam_cuts", "cut_tone", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "seam_tone",
         "handover_tone", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_ok",
         "shape_ok", "dir_ok"]
 

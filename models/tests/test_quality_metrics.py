@@ -66,8 +66,16 @@ class AnalyseTest(unittest.TestCase):
 
     def test_two_spliced_scenes_give_one_cut_at_the_splice(self):
         a, b = true_video(PROMPTS[0], 0), true_video(PROMPTS[3], 3)
-        v = np.concatenate([a[:100], b[100:]])
-        self.assertEqual(metrics.analyse(v, PROMPTS[0])["cut_frames"], [100])
+        r = metrics.analyse(np.concatenate([a[:100], b[100:]]), PROMPTS[0])
+        self.assertEqual(r["cut_frames"], [100])
+        self.assertEqual(r["seam_cuts"], 0)              # 100 is no window start (16 + 8k)
+        # spliced at a window start: a seam cut, and cut_tone is the frame-mean jump computed here by hand
+        r = metrics.analyse(np.concatenate([a[:104], b[104:]]), PROMPTS[0])
+        self.assertEqual((r["cut_frames"], r["seam_cuts"]), ([104], 1))
+        frame_mean = lambda f: f.reshape(-1, 3).astype(np.float64).mean(0)     # noqa: E731
+        jump = np.abs(frame_mean(b[104]) - frame_mean(a[103])).sum()
+        self.assertAlmostEqual(r["cut_tone"], jump, places=3)
+        self.assertTrue(np.isnan(metrics.analyse(a, PROMPTS[0])["cut_tone"]))     # no cut, no cut tone
 
     def test_a_tint_that_restarts_at_every_window_seam_raises_seam_tone_not_the_cut_count(self):
         p = PROMPTS[3]                # green on pink: no channel under 6, so the tint is not clipped
