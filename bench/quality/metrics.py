@@ -307,7 +307,7 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
         "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio,
         "seam_tone": seam_tone, "handover_tone": handover_tone, "cut_tone": cut_tone,
-        "seam_cuts": sum(c >= 16 and (c - 16) % 8 == 0 for c in cuts),
+        "seam_cuts": sum(c - 1 in seams for c in cuts),
         "obj_speed": float(np.median(np.hypot(st[:, 0], st[:, 1]))) if len(st) else 0.0,
         "colour_drift": float(np.linalg.norm(c1 - c0)) if c0 is not None and c1 is not None else float("nan"),
         "size_ratio": float(a1 / a0) if a0 > 0 else float("nan"), "present_end": float(present[-8:].mean()),

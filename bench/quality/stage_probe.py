@@ -154,6 +154,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         roundtrip = _to_u8(dec(load("vae_encoder.pt")(cond)[0]))     # the conditioning frames through the VAE
     true = _to_u8(cond)
     acc, new_hits = Counter(), []
+    tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame [H,W,3] -> mean colour [3]
     for j, (p, g, c, other) in enumerate(zip(prompts, gen, true, others)):
         acc["copy_absdiff"] += float(np.abs(g[:8].astype(np.float32) - c.astype(np.float32)).mean())
         dist = [math.hypot((a[0] - q[0] + 32) % 64 - 32, (a[1] - q[1] + 32) % 64 - 32)
@@ -169,7 +170,6 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         acc["new_colour"] += new["colour_ok"]
         acc["new_still"] += float(new["still_windows"] > 0)
         # the seam: whole-frame mean colour, last conditioning frame -> first new frame (sum of |R|, |G|, |B| change)
-        tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame -> mean colour [3]
         acc["seam_jump"] += float(np.abs(tone(g[8]) - tone(c[7])).sum())
         acc["copy_tone"] += float(np.abs(tone(g[7]) - tone(c[7])).sum())
         acc["step_tone"] += float(np.abs(tone(g[8]) - tone(g[7])).sum())

@@ -84,19 +84,17 @@ def build(model_dir: str, out: str) -> Dict[str, str]:
     for role in ("enhancer_vae_encoder", "enhancer_vae_decoder"):
         if role in weights:
             _same(weights[role], weights[role.replace("enhancer_", "")], f"{role} vs {role.replace('enhancer_', '')}")
-    vae = build_aux_model("vae", C.NET_CONFIG)
-    joined = {**weights["vae_encoder"], **weights["vae_decoder"]}
-    vae.load_state_dict(joined)                  # strict: every VAE tensor named exactly once
-    files = {"vae": {"": vae.state_dict()}, **{name: {r: weights[r] for r in roles} for name, roles in FILES.items()}}
+    vae = {**weights["vae_encoder"], **weights["vae_decoder"]}
+    build_aux_model("vae", C.NET_CONFIG).load_state_dict(vae)     # strict: every VAE tensor named exactly once
+    files = {"vae": (vae, ("vae_encoder", "vae_decoder")),
+             **{name: ({r: weights[r] for r in roles}, roles) for name, roles in FILES.items()}}
     os.makedirs(out, exist_ok=True)
     taken = [n for n in files if os.path.exists(os.path.join(out, f"{n}.pt"))]
     if taken:
         raise FromExportError(f"{out}: {', '.join(f'{n}.pt' for n in taken)} already there (not overwritten)")
-    written = {}
-    for name, content in files.items():
-        torch.save(content[""] if name == "vae" else content, os.path.join(out, f"{name}.pt"))
-        written[f"{name}.pt"] = "vae_encoder + vae_decoder" if name == "vae" else " + ".join(content)
-    return written
+    for name, (content, _) in files.items():
+        torch.save(content, os.path.join(out, f"{name}.pt"))
+    return {f"{name}.pt": " + ".join(roles) for name, (_, roles) in files.items()}
 
 
 def main(argv=None) -> int:

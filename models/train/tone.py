@@ -2,9 +2,10 @@
 
 Why: on the shipped model the frame's mean colour changes ~3x as much across a stage-2 seam as inside a window,
 and ~6x across the stage-1 -> stage-2 hand-over (``bench/quality/metrics.py`` ``seam_tone`` / ``handover_tone``):
-each window re-draws the scene in the tone that the caption and the anchor suggest, not in the tone of the frames
-it continues, and the jump reads as a scene cut. In the training windows the tone of the conditioning frames and of
-the target always agree with the caption, so nothing in the data says which of the two to follow.
+each window re-draws the scene in a tone of its own, not in the tone of the frames it continues (``stage_probe.py
+stage2`` ``copy_tone``), and the jump reads as a scene cut. In the training windows the tone of the conditioning
+frames always agrees with the caption and the anchor, so nothing in the data says which of them to follow.
+(Measured in run 13: this augmentation, 1700 steps, hardly changed it; models/train/README.md "Run 13".)
 
 What: a share of the training windows gets one random global colour transform over all 16 frames (so over the
 8 conditioning frames and the frames to predict alike), x' = clamp(g * x + o, -1, 1) per RGB channel on pixels in
