@@ -33,6 +33,8 @@ generate options:
   --no-enhance            skip stage 3 (write the 256² preview only)
   --steps1/--steps2/--steps3 <N>   sampler steps per stage (defaults from the model)
   --guidance1/--guidance2/--guidance3 <w>   CFG scales per stage (defaults from the model)
+  --replace-overlap <s>   share of stage-2 steps that denoise each window beside the previous
+                          frames' own latents, 0..1 (not in the paper; default from the model)
   --chunk <N> --overlap <N>        stage-3 chunk and overlap frames (defaults 24 / 8)
   --layout <pad|crop>     stage-3 framing: letterbox to 16:9 (pad, official) or square (crop)
   --state <dir>           persist the run after every window; rerun the same command to resume
@@ -64,6 +66,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   'enhance.steps': '--steps3',
   'stage1.guidance': '--guidance1',
   'stage2.guidance': '--guidance2',
+  'stage2.replaceOverlap': '--replace-overlap',
   'enhance.guidance': '--guidance3',
   'enhance.chunkFrames': '--chunk',
   'enhance.overlapFrames': '--overlap',
@@ -134,6 +137,7 @@ async function generate(args: string[]): Promise<number> {
       guidance1: { type: 'string' },
       guidance2: { type: 'string' },
       guidance3: { type: 'string' },
+      'replace-overlap': { type: 'string' },
       chunk: { type: 'string' },
       overlap: { type: 'string' },
       layout: { type: 'string' },
@@ -177,6 +181,8 @@ async function generate(args: string[]): Promise<number> {
   let lastLine = '';
   const stage = (steps: string | undefined, guidance: string | undefined, n: string) =>
     steps === undefined && guidance === undefined ? undefined : defined({ steps: num(steps, `steps${n}`), guidance: num(guidance, `guidance${n}`, false) });
+  const replaceOverlap = num(values['replace-overlap'], 'replace-overlap', false);
+  const stage2 = replaceOverlap === undefined ? stage(values.steps2, values.guidance2, '2') : { ...stage(values.steps2, values.guidance2, '2'), replaceOverlap };
   const options = defined({
     prompt: positionals[0]!,
     numFrames: num(values.frames, 'frames'),
@@ -189,7 +195,7 @@ async function generate(args: string[]): Promise<number> {
     negativePrompt: values.negative,
     enhance,
     stage1: stage(values.steps1, values.guidance1, '1'),
-    stage2: stage(values.steps2, values.guidance2, '2'),
+    stage2,
     stateDir: values.state,
     fps: num(values.fps, 'fps', false),
     threads: num(values.threads, 'threads'),

@@ -103,7 +103,10 @@ def defaults(name: str, stage12_size: int, stage3_size: int, stage3_canvas: Sequ
                    "guidance_scale": 9.0, "scheduler": "stage1"},
         "stage2": {"height": stage12_size, "width": stage12_size, "window_frames": 16, "conditioning_frames": 8,
                    "anchor_frames": 1, "num_inference_steps": 50, "guidance_scale": 7.5, "eta": 1.0, "seed": 33,
-                   "negative_prompt": "", "scheduler": "stage2"},
+                   "negative_prompt": "", "scheduler": "stage2",
+                   # not in the paper: denoise each window's new frames beside its conditioning frames' own
+                   # noised latents (lib/pipeline/replace-overlap.ts); the embedded default model turns it on
+                   "replace_overlap": 0.0},
         "stage3": {"height": stage3_size, "width": stage3_size, "canvas_height": int(stage3_canvas[0]),
                    "canvas_width": int(stage3_canvas[1]), "resize_mode": "bicubic", "num_inference_steps": 30,
                    "guidance_scale": 7.5, "guidance_rescale": 0.2, "noise_level": 600, "start_timestep": 599,

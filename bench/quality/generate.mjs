@@ -5,7 +5,7 @@
 //
 //   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
 //       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 N] [--steps2 N] [--g1 W] [--g2 W]
-//       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0]  (prompts from..limit-1)
+//       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0] [--replace-overlap S]  (prompts from..limit-1)
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +41,11 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
     device: 'cpu', enhance,
     // steps and guidance: the model's manifest defaults unless given
     stage1: { ...(arg('steps1') ? { steps: Number(arg('steps1')) } : {}), ...(arg('g1') ? { guidance: Number(arg('g1')) } : {}) },
-    stage2: { ...(arg('steps2') ? { steps: Number(arg('steps2')) } : {}), ...(arg('g2') ? { guidance: Number(arg('g2')) } : {}) },
+    stage2: {
+      ...(arg('steps2') ? { steps: Number(arg('steps2')) } : {}),
+      ...(arg('g2') ? { guidance: Number(arg('g2')) } : {}),
+      ...(arg('replace-overlap') ? { replaceOverlap: Number(arg('replace-overlap')) } : {}),
+    },
   })) {
     const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
     files[f.stage] ??= openSync(join(dir, name), 'w');

@@ -2,7 +2,7 @@
 without the other stage in the way (numbers for models/train/README.md).
 
     /usr/bin/python3 bench/quality/stage_probe.py stage1 --model models/default [--guidance 5] [--seeds 2]
-    /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4] [--cond turn]
+    /usr/bin/python3 bench/quality/stage_probe.py stage2 --model models/default [--guidance 4] [--cond turn] [--replace 0.9]
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py shapes --model models/default [--seeds 2]
@@ -30,7 +30,9 @@ without the other stage in the way (numbers for models/train/README.md).
   ``--cond toned`` (session 10): the prompt's clip under one random global colour transform per window
   (``models/train/tone.py``'s default ranges; the anchor untouched); ``tone_follow``: the share of the
   transform's shift of the mean colour that the 8 new frames keep (1: they continue the conditioning frames'
-  tone, 0: they go back to the untouched clip's).
+  tone, 0: they go back to the untouched clip's). ``--replace S`` (session 11): the first round(S x 20) steps
+  put the conditioning frames' own latents (encoder mean), noised to the step's level, in positions 0-7, as the
+  pipeline's ``stage2.replaceOverlap`` does (lib/pipeline/replace-overlap.ts).
 * ``words``: which caption words the stage-1 UNet uses. True renders of the prompts (16 frames, encoded by
   ``vae_encoder.pt``) are noised at t = 300, 600, 800, 950 (same noise for every caption); the cell-weighted x0
   error (cells of the object x4, as in training) with the prompt is compared with the error after replacing its
@@ -124,7 +126,8 @@ def _centroids(frames: np.ndarray, prompt: str):
     return M.centroids(masks, masks.reshape(len(masks), -1).sum(-1) > 10)
 
 
-def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0, cond_kind: str = "true") -> dict:
+def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int = 0, cond_kind: str = "true",
+           replace: float = 0.0) -> dict:
     load = _loader(model_dir)
     unet, text, apm, dec = load("unet_stage2.pt"), load("text_encoder.pt"), load("apm_image_encoder.pt"), \
         load("vae_decoder.pt")
@@ -149,9 +152,11 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         ctx = torch.cat([torch.cat([text(C.token_ids([""] * b)), apm(torch.zeros_like(anchor))], 1),
                          torch.cat([text(C.token_ids(prompts)), apm(anchor)], 1)])
         z = torch.randn(b, 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed))
-        z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance)
+        known = load("vae_encoder.pt")(cond)[0]                     # the conditioning frames' latents (mean)
+        z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
+                        known=known, replace_steps=round(replace * steps))
         gen = _to_u8(dec(z))
-        roundtrip = _to_u8(dec(load("vae_encoder.pt")(cond)[0]))     # the conditioning frames through the VAE
+        roundtrip = _to_u8(dec(known))                                # the conditioning frames through the VAE
     true = _to_u8(cond)
     acc, new_hits = Counter(), []
     tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame [H,W,3] -> mean colour [3]
@@ -178,7 +183,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
             shift = c.astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
             kept = g[8:].astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
             acc["tone_follow"] += float(kept @ shift / max(float(shift @ shift), 1e-6))
-    return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance,
+    return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance, "replace": replace,
             **{k: round(v / b, 3) for k, v in acc.items()}, "new_dir_by_axis": _by_axis(prompts, new_hits)}
 
 
@@ -320,7 +325,12 @@ def main() -> int:
                          "meeting the prompt's at the window's first new frame (turn; session 6), or of the prompt's "
                          "clip with its object wrapping around the bottom-right corner (corner; session 7), or of the prompt's "
                          "clip under one random global colour transform (toned; session 10)")
+    ap.add_argument("--replace", type=float, default=0.0,
+                    help="stage2: share of the steps (from the first) whose overlap positions get the conditioning "
+                         "frames' own noised latents, as the pipeline's stage2.replaceOverlap (session 11)")
     args = ap.parse_args()
+    if not 0.0 <= args.replace <= 1.0:
+        ap.error(f"--replace must be in [0, 1], not {args.replace}")
     C.setup_torch(1)
     if args.stage == "vae":
         res = vae(args.model, args.prompts)
@@ -331,7 +341,8 @@ def main() -> int:
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:
-        res = stage2(args.model, args.prompts, 4.0 if args.guidance is None else args.guidance, cond_kind=args.cond)
+        res = stage2(args.model, args.prompts, 4.0 if args.guidance is None else args.guidance, cond_kind=args.cond,
+                     replace=args.replace)
     print(json.dumps({"model": args.model, **res}))
     return 0
 

@@ -105,6 +105,8 @@ export interface Stage2Defaults {
   readonly eta: number;
   readonly seed: number;
   readonly negativePrompt: string;
+  /** `replace_overlap` (optional, default 0): the model's default for the `stage2.replaceOverlap` option (not in the paper; see lib/pipeline/replace-overlap.ts). */
+  readonly replaceOverlap: number;
 }
 
 /** Stage-3 (enhancer) defaults (spec §1.8–§1.9). */

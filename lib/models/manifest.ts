@@ -100,6 +100,12 @@ class Fields {
     const v = this.num(key);
     return Number.isInteger(v) && v >= 0 ? v : this.fail(key, 'a non-negative integer');
   }
+  /** An optional number in [0, 1]: `fallback` when the key is absent. */
+  share(key: string, fallback: number): number {
+    const v = this.obj[key];
+    if (v === undefined) return fallback;
+    return typeof v === 'number' && v >= 0 && v <= 1 ? v : this.fail(key, 'a number in [0, 1]');
+  }
   dtype(key: string): DType {
     const v = this.obj[key];
     return DTYPES.includes(v as DType) ? (v as DType) : this.fail(key, `one of ${DTYPES.join(', ')}`);
@@ -163,7 +169,7 @@ function parseDefaults(d: Fields): ManifestDefaults {
     stage2: Object.freeze({
       height: s2.int('height'), width: s2.int('width'), windowFrames: s2.int('window_frames'), conditioningFrames: s2.int('conditioning_frames'),
       anchorFrames: s2.int('anchor_frames'), numInferenceSteps: s2.int('num_inference_steps'), guidanceScale: s2.num('guidance_scale'),
-      eta: s2.num('eta'), seed: s2.int('seed'), negativePrompt: s2.str('negative_prompt'),
+      eta: s2.num('eta'), seed: s2.int('seed'), negativePrompt: s2.str('negative_prompt'), replaceOverlap: s2.share('replace_overlap', 0),
     }),
     stage3: Object.freeze({
       height: s3.int('height'), width: s3.int('width'), canvasHeight: s3.int('canvas_height'), canvasWidth: s3.int('canvas_width'),

@@ -164,6 +164,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
         steps: o.stage2.steps,
         guidance: o.stage2.guidance,
         eta: o.stage2.eta,
+        replaceOverlap: o.stage2.replaceOverlap,
         splitCfg: memory.splitCfg.stage2,
         signal,
         onStep: (s) => progress.step('stage2', k, s.index, s.total),

@@ -32,7 +32,7 @@ export type PlanStage = 'stage1' | 'stage2' | 'stage3';
 /** The components each stage calls, in call order (generate-frames.ts). */
 export const STAGE_COMPONENTS: Readonly<Record<PlanStage, readonly ComponentRole[]>> = {
   stage1: ['text_encoder', 'unet_stage1', 'vae_decoder'],
-  stage2: ['apm_image_encoder', 'unet_stage2', 'vae_decoder'],
+  stage2: ['apm_image_encoder', 'vae_encoder', 'unet_stage2', 'vae_decoder'],
   stage3: ['enhancer_vae_encoder', 'enhancer_text_encoder', 'enhancer_unet', 'enhancer_vae_decoder'],
 };
 

@@ -15,7 +15,7 @@ import { Tensor, type DType } from '../tensor.js';
 import type { ComponentRole, PipelineModels, StageDefaults, Tokenize } from './models.js';
 
 /** Roles the pipeline needs without and with the enhancer. */
-const BASE_ROLES: readonly ComponentRole[] = ['text_encoder', 'apm_image_encoder', 'vae_decoder', 'unet_stage1', 'unet_stage2'];
+const BASE_ROLES: readonly ComponentRole[] = ['text_encoder', 'apm_image_encoder', 'vae_encoder', 'vae_decoder', 'unet_stage1', 'unet_stage2'];
 const ENHANCER_ROLES: readonly ComponentRole[] = ['enhancer_text_encoder', 'enhancer_unet', 'enhancer_vae_encoder', 'enhancer_vae_decoder'];
 
 /** A loaded model set with its owner's lifecycle. */
@@ -55,6 +55,7 @@ export function stageDefaults(m: ModelManifest): StageDefaults {
       steps: d.stage2.numInferenceSteps,
       guidance: d.stage2.guidanceScale,
       eta: d.stage2.eta,
+      replaceOverlap: d.stage2.replaceOverlap,
       scheduler: m.schedulers.stage2,
     },
     stage3: {

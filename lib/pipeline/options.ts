@@ -50,8 +50,15 @@ export interface GenerateOptions {
   seed?: number;
   /** Stage-1 sampler: DPM-Solver++ steps and CFG scale. Defaults from the manifest (official: 50, 9). */
   stage1?: { steps?: number; guidance?: number };
-  /** Stage-2 sampler: DDIM steps, CFG scale and η. Defaults from the manifest (official: 50, 7.5, 1). */
-  stage2?: { steps?: number; guidance?: number; eta?: number };
+  /**
+   * Stage-2 sampler: DDIM steps, CFG scale and η. Defaults from the manifest (official: 50, 7.5, 1).
+   * `replaceOverlap`: the share of the sampling steps, from the first, at which the conditioning frames' own latents,
+   * noised to the step's level, take the window's overlap positions, so the new frames are denoised beside the
+   * frames they continue; 0 = never (the paper), 1 = every step (an addition of this library, not in the paper; see
+   * `lib/pipeline/replace-overlap.ts`). Default from the manifest's `stage2.replace_overlap` (0 when absent).
+   * @example `{ steps: 20, guidance: 4, replaceOverlap: 0 }`
+   */
+  stage2?: { steps?: number; guidance?: number; eta?: number; replaceOverlap?: number };
   /** Stage-3 enhancement: `false` to skip, `true` or options to run. Default true. */
   enhance?: boolean | EnhanceOptions;
   /** Directory where the run persists its state after every stage-2 window, to resume after a crash or abort. Default none. */
@@ -69,7 +76,7 @@ export interface ResolvedGenerateOptions {
   numFrames: number;
   seed: number;
   stage1: { steps: number; guidance: number };
-  stage2: { steps: number; guidance: number; eta: number };
+  stage2: { steps: number; guidance: number; eta: number; replaceOverlap: number };
   enhance:
     | false
     | {
@@ -221,12 +228,13 @@ export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults,
   const s1 = objectOption(input.stage1, 'stage1');
   checkKeys(s1, ['steps', 'guidance'], 'stage1.');
   const s2 = objectOption(input.stage2, 'stage2');
-  checkKeys(s2, ['steps', 'guidance', 'eta'], 'stage2.');
+  checkKeys(s2, ['steps', 'guidance', 'eta', 'replaceOverlap'], 'stage2.');
   const stage1 = { steps: intOption(s1.steps, 'stage1.steps', d.stage1.steps, 1, 1000), guidance: numberOption(s1.guidance, 'stage1.guidance', d.stage1.guidance, 0, 100) };
   const stage2 = {
     steps: intOption(s2.steps, 'stage2.steps', d.stage2.steps, 1, 1000),
     guidance: numberOption(s2.guidance, 'stage2.guidance', d.stage2.guidance, 0, 100),
     eta: numberOption(s2.eta, 'stage2.eta', d.stage2.eta, 0, 1),
+    replaceOverlap: numberOption(s2.replaceOverlap, 'stage2.replaceOverlap', d.stage2.replaceOverlap, 0, 1),
   };
   let enhance: ResolvedGenerateOptions['enhance'] = false;
   const raw = input.enhance === undefined ? true : input.enhance; // null is an error, not "default"

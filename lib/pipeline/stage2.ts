@@ -6,7 +6,9 @@
  * - APM (long-term memory): 16 anchor tokens appended to the 77 text tokens; the unconditional half
  *   uses the grey-image tokens (G5);
  * - DDIM, leading spacing with offset 1, eta 1, CFG 7.5, 50 steps; fresh noise per window from the
- *   run's generator, which also provides DDIM's ancestral noise (G1, G2).
+ *   run's generator, which also provides DDIM's ancestral noise (G1, G2);
+ * - optionally (`replaceOverlap`, not in the paper) positions 0..7 re-noised from the CAM frames' own latents for
+ *   the first share of the steps ({@link replaceKnownFrames}).
  * @module
  */
 import { type Generator, Tensor, TensorScope } from '../tensor.js';
@@ -16,6 +18,7 @@ import { foldedFrameNoise, sampleDdim } from '../schedulers/ddim.js';
 import type { StepInfo } from '../schedulers/types.js';
 import { guidedForward } from './cfg.js';
 import type { PipelineModels } from './models.js';
+import { encodeKnownFrames, replaceKnownFrames } from './replace-overlap.js';
 
 /**
  * The 93-token context of both CFG halves: [negative text ; grey tokens] and [prompt text ; anchor tokens].
@@ -38,6 +41,8 @@ export interface Stage2WindowRun {
   steps: number;
   guidance: number;
   eta: number;
+  /** Share of the steps (from the first) that denoise the new frames beside the CAM frames' own noised latents ({@link replaceKnownFrames}; not in the paper). Default 0. */
+  replaceOverlap?: number | undefined;
   /** Run the CFG pair as two UNet calls (memory plan). Default false. */
   splitCfg?: boolean | undefined;
   signal?: AbortSignal | undefined;
@@ -52,10 +57,18 @@ export async function runStage2Window(models: PipelineModels, run: Stage2WindowR
   const cond2 = scope.track(await Tensor.cat([run.condFrames, run.condFrames], 0));
   const shape = [1, d.latentChannels, d.stage2.window, height / d.vaeFactor, width / d.vaeFactor];
   const z = scope.track(await run.generator.randn(shape, { device: models.device }));
-  const plan = createDdimPlan(createDiscreteSchedule(d.stage2.scheduler), run.steps);
+  const schedule = createDiscreteSchedule(d.stage2.scheduler);
+  const plan = createDdimPlan(schedule, run.steps);
   const unet = models.module('unet_stage2');
+  const replaced = new Set(plan.timesteps.slice(0, Math.round((run.replaceOverlap ?? 0) * plan.timesteps.length)));
+  const known = replaced.size > 0 ? scope.track(await encodeKnownFrames(models.module('vae_encoder'), run.condFrames)) : undefined;
+  const denoise = async (x: Tensor, t: number): Promise<Tensor> => {
+    if (known === undefined || !replaced.has(t)) return guidedForward(unet, x, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg });
+    using input = await replaceKnownFrames(x, known, schedule.alphasCumprod[t]!, run.generator);
+    return await guidedForward(unet, input, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg });
+  };
   const latents = scope.track(
-    await sampleDdim((x, t) => guidedForward(unet, x, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg }), z, plan, {
+    await sampleDdim(denoise, z, plan, {
       eta: run.eta,
       noise: foldedFrameNoise(run.generator),
       signal: run.signal,

@@ -134,7 +134,7 @@ describe('help and usage errors', () => {
     const flags = [...block!.matchAll(/^\s+'?([\w-]+)'?: \{ type: '(?:string|boolean)'(?:, short: '(\w)')?/gm)].map((m) => ({ long: m[1]!, short: m[2] }));
     expect(flags.map((f) => f.long)).toEqual([
       'frames', 'out', 'preview-out', 'png', 'model', 'device', 'seed', 'negative', 'no-enhance', 'steps1', 'steps2', 'steps3',
-      'guidance1', 'guidance2', 'guidance3', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'dtype', 'vram-budget', 'ffmpeg', 'quiet',
+      'guidance1', 'guidance2', 'guidance3', 'replace-overlap', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'dtype', 'vram-budget', 'ffmpeg', 'quiet',
     ]);
     for (const f of flags) {
       expect(r.stdout).toMatch(new RegExp(`--${f.long}(?![\\w-])`));
@@ -169,6 +169,8 @@ describe('help and usage errors', () => {
     ['--frames without a value', ['generate', 'a cat', '--out', 'OUT/x.mp4', '--frames'], /Option '-n, --frames <value>' argument missing/],
     ['--guidance1 nan', ['generate', 'a cat', '--guidance1', 'nan', '--out', 'OUT/x.mp4'], /--guidance1 expects a number, got "nan"/],
     ['--steps2 0', ['generate', 'a cat', '--steps2', '0', '--out', 'OUT/x.mp4'], /for `stage2\.steps` but received 0 of type number \(flag --steps2\)/],
+    ['--replace-overlap 1.5', ['generate', 'a cat', '--replace-overlap', '1.5', '--out', 'OUT/x.mp4'], /Expected a number in \[0, 1\] for `stage2\.replaceOverlap` but received 1\.5 of type number \(flag --replace-overlap\)/],
+    ['--replace-overlap on', ['generate', 'a cat', '--replace-overlap', 'on', '--out', 'OUT/x.mp4'], /--replace-overlap expects a number, got "on"/],
     ['--layout stretch', ['generate', 'a cat', '--layout', 'stretch', '--out', 'OUT/x.mp4'], /Expected 'pad' or 'crop' for `enhance\.layout` but received "stretch" \(flag --layout\)/],
     ['--overlap ≥ --chunk', ['generate', 'a cat', '--chunk', '8', '--overlap', '8', '--out', 'OUT/x.mp4'], /for `enhance\.overlapFrames` but received 8 of type number \(flag --overlap\)/],
     ['--fps 0', ['generate', 'a cat', '--fps', '0', '--out', 'OUT/x.mp4'], /for `fps` but received 0 of type number \(flag --fps\)/],

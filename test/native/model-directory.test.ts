@@ -265,4 +265,18 @@ describe('model directory validation errors', () => {
     d.save();
     await expect(readManifest(d.dir)).rejects.toThrow(/relative file name inside the model directory/);
   });
+
+  it('defaults.stage2.replace_overlap: optional (0 when absent), a share in [0, 1], anything else → ManifestError', async () => {
+    expect((await readManifest(tinyDir, { verifyHashes: false })).defaults.stage2.replaceOverlap).toBe(0);
+    const on = copyTiny();
+    on.manifest.defaults.stage2.replace_overlap = 0.5;
+    on.save();
+    expect((await readManifest(on.dir, { verifyHashes: false })).defaults.stage2.replaceOverlap).toBe(0.5);
+    const bad = copyTiny();
+    bad.manifest.defaults.stage2.replace_overlap = true;
+    bad.save();
+    const err = await readManifest(bad.dir, { verifyHashes: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ManifestError);
+    expect((err as Error).message).toMatch(/`defaults\.stage2\.replace_overlap` must be a number in \[0, 1\]/);
+  });
 });

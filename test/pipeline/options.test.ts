@@ -122,6 +122,9 @@ const CASES: [string, unknown, string][] = [
   ['stage2.guidance Infinity', { prompt: PROMPT, stage2: { guidance: Number.POSITIVE_INFINITY } }, 'Expected a number in [0, 100] for `stage2.guidance` but received Infinity of type number'],
   ['stage2.eta above 1', { prompt: PROMPT, stage2: { eta: 1.5 } }, 'Expected a number in [0, 1] for `stage2.eta` but received 1.5 of type number'],
   ['stage2.eta NaN', { prompt: PROMPT, stage2: { eta: Number.NaN } }, 'Expected a number in [0, 1] for `stage2.eta` but received NaN of type number'],
+  ['stage2.replaceOverlap boolean', { prompt: PROMPT, stage2: { replaceOverlap: true } }, 'Expected a number in [0, 1] for `stage2.replaceOverlap` but received true of type boolean'],
+  ['stage2.replaceOverlap above 1', { prompt: PROMPT, stage2: { replaceOverlap: 1.5 } }, 'Expected a number in [0, 1] for `stage2.replaceOverlap` but received 1.5 of type number'],
+  ['stage2.replaceoverlap misspelt', { prompt: PROMPT, stage2: { replaceoverlap: 1 } }, 'Unknown option `stage2.replaceoverlap` (did you mean `stage2.replaceOverlap`?)'],
   // enhance
   ['enhance string', { prompt: PROMPT, enhance: 'yes' }, 'Expected a boolean or an options object for `enhance` but received "yes"'],
   ['enhance number', { prompt: PROMPT, enhance: 1 }, 'Expected a boolean or an options object for `enhance` but received 1 of type number'],
@@ -198,7 +201,7 @@ describe('resolveGenerateOptions accepts the edges and applies the manifest defa
     expect(r.seed).toBe(33);
     expect(r.negativePrompt).toBe('');
     expect(r.stage1).toEqual({ steps: 50, guidance: 9 });
-    expect(r.stage2).toEqual({ steps: 50, guidance: 7.5, eta: 1 });
+    expect(r.stage2).toEqual({ steps: 50, guidance: 7.5, eta: 1, replaceOverlap: 0 }); // tiny's manifest has no replace_overlap
     expect(r.enhance).toMatchObject({ steps: 30, guidance: 7.5, rescale: 0.2, noiseLevel: 600, chunkFrames: 24, overlapFrames: 8, layout: 'pad', size: 128, encodeBatch: 8, decodeBatch: 8 });
     expect(defaults.stage3.scheduler.numTrainTimesteps).toBe(1000);
     expect(defaults.stage3.scheduler.zeroTerminalSnr).toBe(true);
@@ -235,6 +238,15 @@ describe('resolveGenerateOptions accepts the edges and applies the manifest defa
     expect(r.stage1).toEqual({ steps: 50, guidance: 0 });
     expect(r.stage2.eta).toBe(0);
     expect(r.enhance).not.toBe(false);
+  });
+
+  it('stage2.replaceOverlap: the manifest default unless given, and part of the run identity (resume key)', () => {
+    expect(resolve({ prompt: PROMPT, stage2: { replaceOverlap: 1 } }).stage2.replaceOverlap).toBe(1);
+    const on = resolveGenerateOptions({ prompt: PROMPT }, { ...defaults, stage2: { ...defaults.stage2, replaceOverlap: 0.5 } }, 'model-key');
+    expect(on.stage2.replaceOverlap).toBe(0.5);
+    const off = resolveGenerateOptions({ prompt: PROMPT, stage2: { replaceOverlap: 0 } }, { ...defaults, stage2: { ...defaults.stage2, replaceOverlap: 0.5 } }, 'model-key');
+    expect(off.stage2.replaceOverlap).toBe(0);
+    expect(on.identity).not.toEqual(off.identity);
   });
 });
 

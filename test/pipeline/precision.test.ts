@@ -53,7 +53,7 @@ describe('resolveComponentDtypes (precedence)', () => {
     expect(manifest.defaults.precision).toEqual({ stage1: 'float16', stage2: 'float32', stage3_unet: 'float16', stage3_vae: 'float32' });
     expect(resolveComponentDtypes(manifest, 'cuda:0', roles, {})).toEqual({
       text_encoder: 'float16', unet_stage1: 'float16',
-      apm_image_encoder: 'float32', unet_stage2: 'float32', vae_decoder: 'float32',
+      apm_image_encoder: 'float32', vae_encoder: 'float32', unet_stage2: 'float32', vae_decoder: 'float32',
       enhancer_text_encoder: 'float16', enhancer_unet: 'float16', enhancer_vae_encoder: 'float32', enhancer_vae_decoder: 'float32',
     });
   });

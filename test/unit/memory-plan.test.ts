@@ -97,7 +97,7 @@ describe('planMemory', () => {
     const plan = planMemory(full(loose.minimumBudget, false));
     expect(plan.policy).toBe('per-stage');
     expect(plan.stages.stage1.resident).toEqual(STAGE_COMPONENTS.stage1);
-    expect(plan.stages.stage1.offloaded).toEqual(['apm_image_encoder', 'unet_stage2']);
+    expect(plan.stages.stage1.offloaded).toEqual(['apm_image_encoder', 'vae_encoder', 'unet_stage2']);
     expect(plan.stages.stage2.resident).toEqual(STAGE_COMPONENTS.stage2);
     expect(plan.stages.stage2.offloaded).toEqual(['text_encoder', 'unet_stage1']);
     // Stage 2 (4.2 GB UNet + 1.3 GB APM) is the tightest: its batched UNet call does not fit, the split one does.
