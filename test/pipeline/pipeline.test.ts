@@ -130,8 +130,9 @@ describe('abort', () => {
 });
 
 describe('resume', () => {
-  it('a run aborted in the middle of stage 2 resumes from its state directory and equals the uninterrupted run', async () => {
-    const opts = { prompt: PROMPT, numFrames: 48, seed: 11, ...FAST };
+  // replaceOverlap 1: the replacement noise comes from the stage-2 generator too, so its persisted state must cover it
+  it.each([0, 1])('a run aborted in the middle of stage 2 resumes from its state directory and equals the uninterrupted run (stage2.replaceOverlap %s)', async (replaceOverlap) => {
+    const opts = { prompt: PROMPT, numFrames: 48, seed: 11, ...FAST, stage2: { ...FAST.stage2, replaceOverlap } };
     const reference = await collect(opts);
     const stateDir = mkdtempSync(join(tmpdir(), 'st2v-state-'));
     const controller = new AbortController();
