@@ -230,9 +230,6 @@ class MergeDefaultsTest(unittest.TestCase):
             mf.merge_defaults(base, {"stage2": {"num_steps": 20}})
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class CamInitTest(unittest.TestCase):
     """Why run 2's CAM stayed unused, and the run-3 initialisation that opens the path (stages.init_frame_encoder)."""
@@ -308,3 +305,40 @@ class CamInitTest(unittest.TestCase):
                        / w[:, :, 8:].sum()) for c in (own, other)]
         self.assertNotEqual(g, 0.0)
         self.assertAlmostEqual(g, (e[1] - e[0]) / e[0], places=6)
+
+
+class DdimReplacementTest(unittest.TestCase):
+    """``stages.ddim_sample(known=, replace_steps=)``: the probe's copy of the pipeline's overlap replacement."""
+
+    def test_the_first_k_inputs_have_the_noised_known_frames_and_the_free_steps_see_the_own_state(self):
+        known = torch.randn(1, 4, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+        z0 = torch.randn(1, 4, 5, 3, 3, generator=torch.Generator().manual_seed(2))
+        inputs = []
+
+        def call(z2, t2):           # records the network input; predicts v = 0, so every DDIM step scales z
+            inputs.append(z2[:1].clone())
+            return torch.zeros_like(z2)
+
+        steps, k = 5, 3
+        stages.ddim_sample(call, z0.clone(), steps, 2.0, known=known, replace_steps=k)
+        self.assertEqual(len(inputs), steps)
+        ac = stages.C.ddpm_alphas_cumprod()
+        ts = list(range(999, -1, -1000 // steps))
+        for i, t in enumerate(ts[:k]):     # input frames 0-1: sqrt(abar_t) known + sqrt(1 - abar_t) eps_i
+            eps = torch.randn(known.shape, generator=torch.Generator().manual_seed(100 + i))
+            want = ac[t].sqrt() * known + (1 - ac[t]).sqrt() * eps
+            self.assertTrue(torch.allclose(inputs[i][:, :, :2], want, atol=1e-6), i)
+        # only the input is replaced: with v = 0 each step scales the sampler's state by one factor, so it stays a
+        # multiple of z0 in every position, frames 0-1 included, and that state is the input of the free steps
+        for i in range(steps):
+            scale = float((inputs[i][:, :, 2:] / z0[:, :, 2:]).mean())
+            self.assertTrue(torch.allclose(inputs[i][:, :, 2:], scale * z0[:, :, 2:], atol=1e-6), i)
+            if i >= k:
+                self.assertTrue(torch.allclose(inputs[i][:, :, :2], scale * z0[:, :, :2], atol=1e-6), i)
+        # replace_steps = 0 is the plain sampler, bit for bit
+        plain = stages.ddim_sample(call, z0.clone(), steps, 2.0)
+        self.assertTrue(torch.equal(stages.ddim_sample(call, z0.clone(), steps, 2.0, known=known, replace_steps=0),
+                                    plain))
+
+if __name__ == "__main__":
+    unittest.main()

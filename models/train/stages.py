@@ -121,16 +121,17 @@ def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: t
     ``call(z2, t2)`` runs the network on the batch doubled as [unconditional; conditional] and returns the two
     predictions in that order; guided = u + g (c - u). Timesteps 999, 999 - 1000/steps, ..., then ᾱ = 1.
     v-prediction: x̂0 = α z - σ v, ε̂ = σ z + α v; epsilon: x̂0 = (z - σ ε) / α. Step: z = √ᾱ_prev x̂0 + √(1-ᾱ_prev) ε̂.
-    ``known`` [B, C, Fc, h, w] with ``replace_steps`` = k: before each of the first k network calls the first Fc
-    frames of z become √ᾱ_t known + √(1-ᾱ_t) ε (ε fresh, seeded 100 + step) — the pipeline's
-    ``stage2.replaceOverlap`` (lib/pipeline/replace-overlap.ts)."""
+    ``known`` [B, C, Fc, h, w] with ``replace_steps`` = k: in each of the first k network calls the input's first Fc
+    frames are √ᾱ_t known + √(1-ᾱ_t) ε (ε fresh, seeded 100 + step) while the step updates z as it was — the
+    pipeline's ``stage2.replaceOverlap`` (lib/pipeline/replace-overlap.ts)."""
     ac = C.ddpm_alphas_cumprod()
     ts = list(range(999, -1, -1000 // steps))
     for i, t in enumerate(ts):
+        zin = z
         if known is not None and i < replace_steps:
             eps = torch.randn(known.shape, generator=torch.Generator().manual_seed(100 + i)).to(known.device)
-            z = torch.cat([ac[t].sqrt() * known + (1 - ac[t]).sqrt() * eps, z[:, :, known.shape[2]:]], 2)
-        out_u, out_c = call(torch.cat([z, z]), torch.full((2 * z.shape[0],), float(t))).chunk(2)
+            zin = torch.cat([ac[t].sqrt() * known + (1 - ac[t]).sqrt() * eps, z[:, :, known.shape[2]:]], 2)
+        out_u, out_c = call(torch.cat([zin, zin]), torch.full((2 * z.shape[0],), float(t))).chunk(2)
         out = out_u + guidance * (out_c - out_u)
         a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
         if prediction == "v_prediction":
