@@ -38,12 +38,11 @@ import type { TorchModule } from '../module.js';
 /** The conditioning frames' latents: the posterior mean of `encoder` (a `vae_encoder` returning (mean, std)). */
 export async function encodeKnownFrames(encoder: TorchModule, condFrames: Tensor): Promise<Tensor> {
   const out = await encoder.forward([condFrames]);
-  if (!Array.isArray(out) || !(out[0] instanceof Tensor)) {
-    if (out instanceof Tensor) out.dispose();
-    throw new InvalidArgumentError('vae_encoder must return (mean, std) for `stage2.replaceOverlap`');
-  }
-  for (const t of out.slice(1)) if (t instanceof Tensor) t.dispose();
-  return out[0];
+  const parts = Array.isArray(out) ? out : [out];
+  const mean = Array.isArray(out) && out[0] instanceof Tensor ? out[0] : undefined;
+  for (const t of parts) if (t instanceof Tensor && t !== mean) t.dispose(); // std (and anything unexpected)
+  if (mean === undefined) throw new InvalidArgumentError('vae_encoder must return (mean, std) for `stage2.replaceOverlap`');
+  return mean;
 }
 
 /**
