@@ -62,10 +62,11 @@ export async function runStage2Window(models: PipelineModels, run: Stage2WindowR
   const unet = models.module('unet_stage2');
   const replaced = new Set(plan.timesteps.slice(0, Math.round((run.replaceOverlap ?? 0) * plan.timesteps.length)));
   const known = replaced.size > 0 ? scope.track(await encodeKnownFrames(models.module('vae_encoder'), run.condFrames)) : undefined;
+  const forward = (x: Tensor, t: number) => guidedForward(unet, x, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg });
   const denoise = async (x: Tensor, t: number): Promise<Tensor> => {
-    if (known === undefined || !replaced.has(t)) return guidedForward(unet, x, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg });
+    if (known === undefined || !replaced.has(t)) return forward(x, t);
     using input = await replaceKnownFrames(x, known, schedule.alphasCumprod[t]!, run.generator);
-    return await guidedForward(unet, input, t, [run.context, cond2], { scale: run.guidance, splitBatch: run.splitCfg });
+    return await forward(input, t);
   };
   const latents = scope.track(
     await sampleDdim(denoise, z, plan, {
