@@ -1,8 +1,7 @@
 // TorchScript modules through the addon: parity with Python, schema checks, errors, event loop,
 // dispose during a forward, worker_threads and process exit.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 import { ModelLoadError, Tensor, TorchModule, cudaAvailable, disposeOutput, pendingNativeTasks } from '../../lib/index.js';
 import { fixturesDir, maxAbsDiff, reference } from '../helpers/native-fixtures.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixture = (name: string) => join(fixturesDir, name);
@@ -98,7 +98,7 @@ describe('TorchModule', () => {
   });
 
   it('bad path and corrupt or truncated files are ModelLoadError naming the file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st2v-'));
+    const dir = scratchDir('st2v-');
     await expect(TorchModule.load(join(dir, 'missing.pt'))).rejects.toBeInstanceOf(ModelLoadError);
     const truncated = join(dir, 'truncated.pt');
     writeFileSync(truncated, readFileSync(fixture('mini_unet.pt')).subarray(0, 4000));

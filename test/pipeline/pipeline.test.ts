@@ -1,8 +1,7 @@
 // The three-stage pipeline on the tiny model directory (random weights, real libtorch, real
 // ffmpeg): frame counts, determinism, streaming/backpressure, abort, resume, memories.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -13,6 +12,7 @@ vi.setConfig({ testTimeout: 240_000, hookTimeout: 120_000 });
 import { Generator, StreamingT2VPipeline, Tensor, generateLongVideo, pendingNativeTasks, type GeneratedFrame, type GenerateOptions, type ProgressEvent } from '../../lib/index.js';
 import { runStage2Window, stage2Context } from '../../lib/pipeline/stage2.js';
 import { loadPipelineModels, type LoadedModels } from '../../lib/pipeline/model-adapter.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const FAST = { stage1: { steps: 2 }, stage2: { steps: 2 }, enhance: { steps: 2 } } satisfies Partial<GenerateOptions>;
 const PROMPT = 'a red circle bouncing to the right on a blue striped background';
@@ -103,7 +103,7 @@ describe('abort', () => {
   for (const phase of ['stage1', 'stage2', 'stage3'] as const) {
     it(`abort during ${phase}: AbortError-like rejection with the reason, partial MP4 valid, tensors freed`, async () => {
       const before = Tensor.liveCount();
-      const dir = mkdtempSync(join(tmpdir(), 'st2v-abort-'));
+      const dir = scratchDir('st2v-abort-');
       const controller = new AbortController();
       const reason = new Error(`stop in ${phase}`);
       const onProgress = (e: ProgressEvent) => {
@@ -134,7 +134,7 @@ describe('resume', () => {
   it.each([0, 1])('a run aborted in the middle of stage 2 resumes from its state directory and equals the uninterrupted run (stage2.replaceOverlap %s)', async (replaceOverlap) => {
     const opts = { prompt: PROMPT, numFrames: 48, seed: 11, ...FAST, stage2: { ...FAST.stage2, replaceOverlap } };
     const reference = await collect(opts);
-    const stateDir = mkdtempSync(join(tmpdir(), 'st2v-state-'));
+    const stateDir = scratchDir('st2v-state-');
     const controller = new AbortController();
     const partial: GeneratedFrame[] = [];
     const err = await (async () => {

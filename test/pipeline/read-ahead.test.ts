@@ -4,13 +4,13 @@
 // abort still works, and bad values are refused before any work.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { StreamingT2VPipeline, Tensor, generateLongVideo, pendingNativeTasks, streamLongVideo, type GeneratedFrame, type GenerateOptions, type ProgressEvent } from '../../lib/index.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 120_000 });
 
@@ -49,7 +49,7 @@ describe('readAhead: same output', () => {
   it('frames, PNGs and MP4s are identical with readAhead 0, 8 and 64; no handed-out frame is overwritten later', async () => {
     const runs: { frames: GeneratedFrame[]; copies: Buffer[]; dir: string }[] = [];
     for (const readAhead of [0, 8, 64]) {
-      const dir = mkdtempSync(join(tmpdir(), `st2v-ahead-${readAhead}-`));
+      const dir = scratchDir(`st2v-ahead-${readAhead}-`);
       const frames: GeneratedFrame[] = [];
       const copies: Buffer[] = [];
       const result = await generateLongVideo({
@@ -151,7 +151,7 @@ describe('readAhead: a failing sink stops the run', () => {
   });
 
   it('a PNG sink whose directory disappears mid-run: rejects with its FrameSinkError and generation stops', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st2v-ahead-sink-'));
+    const dir = scratchDir('st2v-ahead-sink-');
     const png = join(dir, 'png');
     const events: ProgressEvent[] = [];
     const before = Tensor.liveCount();
@@ -179,7 +179,7 @@ describe('readAhead: a failing sink stops the run', () => {
 describe('readAhead: abort', () => {
   it('abort during stage 2: rejects with the reason, every generated frame is written, nothing runs afterwards', async () => {
     const before = Tensor.liveCount();
-    const dir = mkdtempSync(join(tmpdir(), 'st2v-ahead-abort-'));
+    const dir = scratchDir('st2v-ahead-abort-');
     const controller = new AbortController();
     const reason = new Error('stop');
     const events: ProgressEvent[] = [];
@@ -242,7 +242,7 @@ describe('readAhead: streamLongVideo', () => {
 
 describe('readAhead: validation', () => {
   it('refuses bad values and misspelt keys before any work', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'st2v-ahead-bad-')), 'never');
+    const dir = join(scratchDir('st2v-ahead-bad-'), 'never');
     const base = { pipeline: pipe, prompt: PROMPT, output: join(dir, 'v.mp4') };
     for (const bad of [-1, 1.5, '8', 4097, NaN, null]) {
       await expect(generateLongVideo({ ...base, readAhead: bad as number })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/^Expected an integer in \[0, 4096\] for `readAhead` but received/) });
