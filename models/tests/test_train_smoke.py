@@ -126,6 +126,39 @@ class TrainSmokeTest(unittest.TestCase):
     def test_cuda_recipe_end_to_end(self):
         self._recipe("cuda")
 
+    def test_recipe_3_trains_the_shipped_chain_in_one_run(self):
+        """--recipe 3: stage 1 -> stage1_centred (from stage 1) -> stage2_turn from stage1_centred's UNet with the
+        turn set (both ranks), vae_ft and the enhancer beside stage 1; no stage1_more, no stage2.pt."""
+        with tempfile.TemporaryDirectory() as out:
+            r = _run(out, "cpu", "--recipe", "3", "--vertical-p-stage1", "1.5")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--vertical-p-stage1 must be in [0, 1], not 1.5", r.stderr)
+            r = _run(out, "cpu", "--recipe", "3", "--cam-init", "small", "--cam-lr-mult", "5", "--motion-loss", "1",
+                     "--terminal-p", "0.15", "--turn-p", "0.5", "--vertical-p", "0.6", "--vertical-p-stage1", "0.75")
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            self.assertEqual(set(torch.load(os.path.join(out, "weights.pt"))), ROLES)
+            for f in ("stage1.pt", "stage1_centred.pt", "stage2_turn.pt", "vae_ft.pt", "enhancer.pt",
+                      "latents_turn_0of2.pt", "latents_turn_1of2.pt"):
+                self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+            for f in ("stage1_more.pt", "stage2.pt"):
+                self.assertFalse(os.path.exists(os.path.join(out, f)), f)
+            with open(os.path.join(out, "losses.jsonl")) as f:
+                logged = f.read()
+            self.assertIn("started from stage1_centred's UNet (frame encoder input dependence", logged)
+            self.assertIn("turn share 0.5", logged)
+            with open(os.path.join(out, "stage2_turn_rank1_log.txt")) as f:
+                self.assertNotIn("Error", f.read())
+
+    def test_recipe_3_options_are_checked_by_the_trainers(self):
+        sys.path.insert(0, ROOT)
+        from models.train import stages as S
+        with self.assertRaisesRegex(ValueError, "fresh starts stage2_turn"):
+            S.train_stage2("/nonexistent", fresh=True)
+        with self.assertRaisesRegex(ValueError, "base must be"):
+            S.train_stage2("/nonexistent", base="stage2")
+        with self.assertRaisesRegex(ValueError, "centred_from must be"):
+            S.train_stage1("/nonexistent", more=True, centred=True, centred_from="stage2")
+
     def test_misspelt_component_counts_are_refused(self):
         with tempfile.TemporaryDirectory() as out:
             for flag in ("--steps", "--stop-at"):

@@ -15,7 +15,15 @@ see models/train/README.md "Run 6" and "Run 7") is not part of the recipe: after
 ``--collect`` then takes it instead of stage2.pt; ``--collect --collect-checkpoint stage2_turn`` takes the EMA
 weights of its last checkpoint instead (a run exported and probed midway).
 With ``--stage2-base stage1_more`` (run 3 on) stage 2 starts after stage1_more, beside stage1_centred and the
-enhancer. ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
+enhancer.
+
+``--recipe 3`` (session 12) trains the shipped model's chain (runs 2-12) in one run, with the turn set encoded
+beside the other latents:
+
+    A: VAE -> latents 0/2 -> stage 1 (text + UNet) -> stage1_centred (from stage 1)  -> stage2_turn rank 0
+    B:        latents 1/2 -> VAE decoder fine-tuning -> enhancer -> (waits)          -> stage2_turn rank 1
+
+(stage2_turn with ``fresh``: from stage1_centred's UNet, not continuing a stage2.pt; ``STEPS3``/``SHARE3``). ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
 a GPU".
 
@@ -30,6 +38,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -44,6 +53,11 @@ STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_mor
          "stage1_centred": 3000, "stage2_turn": 1500}
 SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.30, "enhancer": 0.22,
          "stage1_centred": 0.20, "stage2_turn": 0.30}
+#: Recipe 3 (session 12): the shipped model's chain in one run. Process A trains stage 1 -> stage1_centred (from
+#: stage 1) and then waits for B (latents -> vae_ft -> enhancer, 0.47 of the budget) to train stage2_turn from
+#: stage1_centred's UNet on both cores (two ranks); the step counts are caps, the shares stop the components.
+STEPS3 = {**STEPS, "stage1": 2000, "stage1_centred": 2000, "stage2_turn": 3000}
+SHARE3 = {**SHARE, "stage1": 0.27, "stage1_centred": 0.17, "stage2_turn": 0.38}
 
 
 def _trainer(name: str):
@@ -55,6 +69,7 @@ def _trainer(name: str):
 
 def _spawn(args, what: list, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "models.train.all", "--out", args.out, "--budget-minutes", str(args.budget_minutes),
+           "--recipe", str(args.recipe), "--vertical-p-stage1", str(args.vertical_p_stage1),
            "--steps-scale", str(args.steps_scale), "--clips", str(args.clips), "--cam-lr-mult", str(args.cam_lr_mult),
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
@@ -78,10 +93,36 @@ def _wait(p: subprocess.Popen, what: str) -> None:
         raise SystemExit(f"{what} failed (exit {p.returncode}); see its log in the output directory")
 
 
+class _Chain(threading.Thread):
+    """Process B of recipe 3: components trained one after another, each in its own process (``_spawn``)."""
+
+    def __init__(self, args, parts: list):
+        super().__init__(daemon=True)
+        self.args, self.parts, self.error = args, parts, None
+
+    def run(self) -> None:
+        for what, log in self.parts:
+            p = _spawn(self.args, what, log)
+            if p.wait() != 0:
+                self.error = f"{' '.join(what)} failed (exit {p.returncode}); see {log} in the output directory"
+                return
+
+    def finish(self) -> None:
+        self.join()
+        if self.error:
+            raise SystemExit(self.error)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-minutes", type=float, default=60.0)
+    ap.add_argument("--recipe", type=int, choices=[2, 3], default=2,
+                    help="2: runs 2-5's timeline (stage 2 beside stage1_more); 3 (session 12): stage 1 -> "
+                         "stage1_centred -> stage2_turn from its UNet on both cores, with the turn set, in one run "
+                         "(see models/train/README.md 'Recipe 3')")
+    ap.add_argument("--vertical-p-stage1", type=float, default=-1.0,
+                    help="recipe 3: --vertical-p of stage1_centred alone (default: --vertical-p)")
     ap.add_argument("--only", choices=sorted(STEPS), help="train one component (used for process B)")
     ap.add_argument("--latents-part", help="K/N: only encode that part of the latent dataset (process B)")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply all step counts (smoke tests)")
@@ -161,6 +202,8 @@ def main(argv=None) -> int:
         ap.error("--batch-mult must be >= 1")
     if args.vertical_p is not None and not 0.0 <= args.vertical_p <= 1.0:
         ap.error(f"--vertical-p must be in [0, 1], not {args.vertical_p}")
+    if args.vertical_p_stage1 != -1.0 and not 0.0 <= args.vertical_p_stage1 <= 1.0:
+        ap.error(f"--vertical-p-stage1 must be in [0, 1], not {args.vertical_p_stage1}")
     if not 0.0 <= args.tone_p <= 1.0:
         ap.error(f"--tone-p must be in [0, 1], not {args.tone_p}")
     if not (0.0 <= args.tone_gain < 1.0 and args.tone_offset >= 0.0):
@@ -175,7 +218,8 @@ def main(argv=None) -> int:
     C.setup_torch(1)
     C.set_device(args.device)
     budget = args.budget_minutes * 60.0
-    steps = {k: max(1, int(v * args.steps_scale)) for k, v in STEPS.items()}
+    share = SHARE3 if args.recipe == 3 else SHARE
+    steps = {k: max(1, int(v * args.steps_scale)) for k, v in (STEPS3 if args.recipe == 3 else STEPS).items()}
     steps.update(component_counts(args.steps, "--steps"))
 
     def train(name: str) -> None:
@@ -187,6 +231,10 @@ def main(argv=None) -> int:
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
         if name in ("stage1_centred", "stage2", "stage2_turn"):
             extra["vertical_p"] = args.vertical_p
+        if name == "stage1_centred" and args.recipe == 3:
+            extra["centred_from"] = "stage1"
+            if args.vertical_p_stage1 != -1.0:
+                extra["vertical_p"] = args.vertical_p_stage1
         if name in ("stage2", "stage2_turn"):
             extra.update(tone_p=args.tone_p, tone_gain=args.tone_gain, tone_offset=args.tone_offset)
             if args.stage2_lr is not None:
@@ -194,16 +242,20 @@ def main(argv=None) -> int:
         if name == "stage2_turn":
             extra.update(merger_lr_mult=args.cam_lr_mult, turn_p=args.turn_p, terminal_p=args.terminal_p,
                          turn_terminal_p=args.turn_terminal_p, turn_base_unet=args.turn_base_unet)
+            if args.recipe == 3:
+                extra.update(fresh=True, base="stage1_centred", cam_init=args.cam_init)
         if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn", "enhancer") and args.batch_mult > 1:
             fn = {"stage1_more": S.train_stage1, "stage1_centred": S.train_stage1,
                   "stage2_turn": S.train_stage2}.get(name) or _trainer(name)
             extra["batch"] = inspect.signature(fn).parameters["batch"].default * args.batch_mult
-        _trainer(name)(args.out, steps=steps[name], budget_s=SHARE[name] * budget, stop_at=stop.get(name), **extra)
+        _trainer(name)(args.out, steps=steps[name], budget_s=share[name] * budget, stop_at=stop.get(name), **extra)
 
     if args.latents_part:
         k, n = (int(v) for v in args.latents_part.split("/"))
         L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
         L.build(args.out, K.load_vae(args.out), k, n, **L.centred_kw(args.clips))
+        if args.recipe == 3:
+            L.build(args.out, K.load_vae(args.out), k, n, **L.turn_kw(args.clips))
         return 0
     if args.only:
         others = []
@@ -228,7 +280,21 @@ def main(argv=None) -> int:
             _wait(p, f"{args.only} rank {r}")
         return 0
     t0 = time.time()
-    if not args.collect:
+    if not args.collect and args.recipe == 3:
+        train("vae")
+        b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
+        for kw in ({"n": args.clips}, L.centred_kw(args.clips), L.turn_kw(args.clips)):
+            L.build(args.out, K.load_vae(args.out), 0, 2, **kw)
+        _wait(b, "latents 1/2")
+        chain = _Chain(args, [(["--only", "vae_ft"], "vae_ft_log.txt")]
+                       + ([] if args.no_enhancer else [(["--only", "enhancer"], "enhancer_log.txt")]))
+        chain.start()
+        train("stage1")
+        train("stage1_centred")
+        chain.finish()
+        ranks = 1 if args.device == "cuda" else 2
+        _wait(_spawn(args, ["--only", "stage2_turn", "--ranks", str(ranks)], "stage2_turn_log.txt"), "stage2_turn")
+    elif not args.collect:
         train("vae")
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
         L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)

@@ -160,10 +160,12 @@ def _text_cond(text: torch.nn.Module, caps: List[str], frozen: bool) -> torch.Te
 def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int = 2, batch: int = 8,
                  lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
-                 xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None) -> None:
+                 xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None,
+                 centred_from: str = "stage1_more") -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
-    from stage1_more.pt on the centred first windows (``latents._plan``) -> stage1_centred.pt).
+    from ``centred_from`` (stage1_more.pt, or stage1.pt in recipe 3) on the centred first windows
+    (``latents._plan``) -> stage1_centred.pt).
 
     ``centred`` only: ``text_lr_mult`` > 0 trains the text encoder too, at that multiple of the rate (its EMA is
     then saved as ``text_encoder`` and replaces stage 1's for both stages); ``xattn_lr_mult`` multiplies the rate
@@ -174,6 +176,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
         raise ValueError("centred continues stage1_more: pass more=True")
+    if centred_from not in ("stage1", "stage1_more"):
+        raise ValueError(f"centred_from must be 'stage1' or 'stage1_more', not {centred_from!r}")
     if os.path.exists(_finish_path(out, name)):
         return
     rng = C.seed_all(seed + (200 if centred else 100 if more else 0))
@@ -183,7 +187,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     if more:
         s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
         text.load_state_dict(s1["text_encoder"])
-        base = torch.load(_finish_path(out, "stage1_more"), map_location="cpu") if centred else s1
+        base = torch.load(_finish_path(out, centred_from), map_location="cpu") if centred and centred_from != "stage1" else s1
         unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
     if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None):
@@ -311,9 +315,12 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  motion_weight: float = 0.0, turn: bool = False, turn_p: float = 0.3,
                  terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None,
                  turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None,
-                 tone_p: float = 0.0, tone_gain: float = T.GAIN, tone_offset: float = T.OFFSET) -> None:
+                 tone_p: float = 0.0, tone_gain: float = T.GAIN, tone_offset: float = T.OFFSET,
+                 fresh: bool = False) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
-    the base UNet and the CAM ("stage1" as in run 2, or "stage1_more" once that has finished).
+    the base UNet and the CAM ("stage1" as in run 2, "stage1_more" once that has finished, "stage1_centred").
+    ``fresh`` (with ``turn``; recipe 3): stage2_turn.pt starts from ``base`` as stage2.pt does, with the turn
+    set from its first step, instead of continuing stage2.pt.
 
     ``turn=True`` (session 6) continues ``stage2.pt`` -> ``stage2_turn.pt``: a share ``turn_p`` of each batch comes
     from the turn set (``latents.turn_pre``: the conditioning frames move another way than the caption, the new
@@ -335,6 +342,10 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     ranges ``tone_gain``, ``tone_offset``)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
+    if base not in ("stage1", "stage1_more", "stage1_centred"):
+        raise ValueError(f"base must be 'stage1', 'stage1_more' or 'stage1_centred', not {base!r}")
+    if fresh and not turn:
+        raise ValueError("fresh starts stage2_turn from the base UNet: pass turn=True")
     for flag, v in (("tone_p", tone_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
                     ("turn_terminal_p", turn_terminal_p), ("vertical_p", vertical_p)):
         _check_share(flag, v)
@@ -357,7 +368,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     assert not unexpected, unexpected
     model.cam.copy_from_unet(model.base_model)
     apm = APMImageEncoder(net.clip, net.resampler)
-    if turn:
+    if turn and not fresh:
         s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
         model.load_state_dict(s2["unet_stage2"])
         apm.load_state_dict(s2["apm_image_encoder"])
@@ -378,10 +389,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                   {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
     if turn:     # also on a resume: a run may change these between its phases
-        loop.log.write(loop.step, note=f"{'continued from stage2.pt' if loop.step == 0 else 'resumed'}; "
+        start = f"started from {base}'s UNet (frame encoder input dependence {dep})" if fresh else "continued from stage2.pt"
+        loop.log.write(loop.step, note=f"{start if loop.step == 0 else 'resumed'}; "
                                        f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
                                        f"turn clips' terminal_p {turn_terminal_p}; base UNet from "
-                                       f"{turn_base_unet or 'stage2.pt'}; tone share {tone_p} (gain {tone_gain}, "
+                                       f"{turn_base_unet or (base if fresh else 'stage2.pt')}; tone share {tone_p} (gain {tone_gain}, "
                                        f"offset {tone_offset}); lr {lr}")
     elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
