@@ -2,6 +2,7 @@
 component, the run-3/4 flags, one component again with --ranks 2, the stage2_turn experiment, then --collect. Checks what the exporter needs: every role's weights, finite, on
 the CPU. The same run with --device cuda is skipped (visibly) without a CUDA device."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,26 +129,47 @@ class TrainSmokeTest(unittest.TestCase):
 
     def test_recipe_3_trains_the_shipped_chain_in_one_run(self):
         """--recipe 3: stage 1 -> stage1_centred (from stage 1) -> stage2_turn from stage1_centred's UNet with the
-        turn set (both ranks), vae_ft and the enhancer beside stage 1; no stage1_more, no stage2.pt."""
+        turn set (both ranks), vae_ft and the enhancer beside stage 1; no stage1_more, no stage2.pt. Run through
+        scripts/gpu/train-on-device.sh with DEVICE=cpu (the script a lent GPU runs; its default TRAIN_ARGS are
+        recipe 3's), so its file list and the export commands in its header are checked too."""
         with tempfile.TemporaryDirectory() as out:
             r = _run(out, "cpu", "--recipe", "3", "--vertical-p-stage1", "1.5")
             self.assertEqual(r.returncode, 2, r.stderr[-500:])
             self.assertIn("--vertical-p-stage1 must be in [0, 1], not 1.5", r.stderr)
-            r = _run(out, "cpu", "--recipe", "3", "--cam-init", "small", "--cam-lr-mult", "5", "--motion-loss", "1",
-                     "--terminal-p", "0.15", "--turn-p", "0.5", "--vertical-p", "0.6", "--vertical-p-stage1", "0.75")
+        with tempfile.TemporaryDirectory() as tmp:
+            work, back, export = (os.path.join(tmp, d) for d in ("train", "out", "export"))
+            args = ("--recipe 3 --steps-scale 0.002 --clips 6 --cam-init small --cam-lr-mult 5 --motion-loss 1 "
+                    "--terminal-p 0.15 --turn-p 0.5 --vertical-p 0.6 --vertical-p-stage1 0.75")
+            r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu", "train-on-device.sh")], cwd=ROOT,
+                               capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "OUT": back,
+                                    "WORK": work, "TORCH_PYTHON": sys.executable, "BUDGET_MIN": "10",
+                                    "TRAIN_ARGS": args})
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-            self.assertEqual(set(torch.load(os.path.join(out, "weights.pt"))), ROLES)
-            for f in ("stage1.pt", "stage1_centred.pt", "stage2_turn.pt", "vae_ft.pt", "enhancer.pt",
-                      "latents_turn_0of2.pt", "latents_turn_1of2.pt"):
-                self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+            self.assertNotIn("missing", r.stdout)
+            self.assertEqual(set(os.listdir(back)), {"vae.pt", "vae_ft.pt", "stage1.pt", "stage1_centred.pt",
+                                                     "stage2_turn.pt", "enhancer.pt", "losses.jsonl", "train.log"})
+            for f in ("latents_turn_0of2.pt", "latents_turn_1of2.pt"):
+                self.assertTrue(os.path.exists(os.path.join(work, f)), f)
             for f in ("stage1_more.pt", "stage2.pt"):
-                self.assertFalse(os.path.exists(os.path.join(out, f)), f)
-            with open(os.path.join(out, "losses.jsonl")) as f:
+                self.assertFalse(os.path.exists(os.path.join(work, f)), f)
+            with open(os.path.join(back, "losses.jsonl")) as f:
                 logged = f.read()
             self.assertIn("started from stage1_centred's UNet (frame encoder input dependence", logged)
             self.assertIn("turn share 0.5", logged)
-            with open(os.path.join(out, "stage2_turn_rank1_log.txt")) as f:
+            with open(os.path.join(work, "stage2_turn_rank1_log.txt")) as f:
                 self.assertNotIn("Error", f.read())
+            # the script header's commands: the files that came back, collected into weights.pt
+            os.makedirs(export)
+            for f in os.listdir(back):
+                shutil.copy(os.path.join(back, f), export)
+            subprocess.run([sys.executable, "-m", "models.train.all", "--out", export, "--collect"], cwd=ROOT,
+                           check=True, capture_output=True, timeout=300)
+            weights = torch.load(os.path.join(export, "weights.pt"))
+            self.assertEqual(set(weights), ROLES)
+            turn = torch.load(os.path.join(back, "stage2_turn.pt"))
+            for k, v in turn["unet_stage2"].items():          # stage 2 comes from stage2_turn.pt
+                self.assertTrue(torch.equal(weights["unet_stage2"][k], v), k)
 
     def test_recipe_3_options_are_checked_by_the_trainers(self):
         sys.path.insert(0, ROOT)
