@@ -23,7 +23,9 @@ beside the other latents:
     A: VAE -> latents 0/2 -> stage 1 (text + UNet) -> stage1_centred (from stage 1)  -> stage2_turn rank 0
     B:        latents 1/2 -> VAE decoder fine-tuning -> enhancer -> (waits)          -> stage2_turn rank 1
 
-(stage2_turn with ``fresh``: from stage1_centred's UNet, not continuing a stage2.pt; ``STEPS3``/``SHARE3``). ``--only COMPONENT --ranks 2`` trains one component data-parallel on both cores (``common.set_ranks``).
+(stage2_turn with ``fresh``: from stage1_centred's UNet, not continuing a stage2.pt; ``STEPS3``/``SHARE3``;
+run 15 measured it at 60 minutes, see models/train/README.md "Recipe 3"). ``--only COMPONENT --ranks 2`` trains
+one component data-parallel on both cores (``common.set_ranks``).
 ``--device cuda`` trains the networks on a GPU (``--batch-mult`` for larger batches); see the README "Training on
 a GPU".
 
@@ -54,7 +56,7 @@ STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_mor
 SHARE = {"vae": 0.12, "vae_ft": 0.21, "stage1": 0.23, "stage2": 0.60, "stage1_more": 0.30, "enhancer": 0.22,
          "stage1_centred": 0.20, "stage2_turn": 0.30}
 #: Recipe 3 (session 12): the shipped model's chain in one run. Process A trains stage 1 -> stage1_centred (from
-#: stage 1) and then waits for B (latents -> vae_ft -> enhancer, 0.47 of the budget) to train stage2_turn from
+#: stage 1) and then waits for B (latents -> vae_ft -> enhancer, 0.43 of the budget) to train stage2_turn from
 #: stage1_centred's UNet on both cores (two ranks); the step counts are caps, the shares stop the components.
 STEPS3 = {**STEPS, "stage1": 2000, "stage1_centred": 2000, "stage2_turn": 3000}
 SHARE3 = {**SHARE, "stage1": 0.27, "stage1_centred": 0.17, "stage2_turn": 0.38}

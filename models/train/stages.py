@@ -187,7 +187,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     if more:
         s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
         text.load_state_dict(s1["text_encoder"])
-        base = torch.load(_finish_path(out, centred_from), map_location="cpu") if centred and centred_from != "stage1" else s1
+        from_more = centred and centred_from != "stage1"
+        base = torch.load(_finish_path(out, centred_from), map_location="cpu") if from_more else s1
         unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
     if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None):
@@ -389,12 +390,13 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                   {"params": mergers, "lr_mult": merger_lr_mult}], lr, 50, steps, budget_s,
                  stop_at, rng, emas)
     if turn:     # also on a resume: a run may change these between its phases
-        start = f"started from {base}'s UNet (frame encoder input dependence {dep})" if fresh else "continued from stage2.pt"
+        start = (f"started from {base}'s UNet (frame encoder input dependence {dep})" if fresh
+                 else "continued from stage2.pt")
         loop.log.write(loop.step, note=f"{start if loop.step == 0 else 'resumed'}; "
                                        f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
                                        f"turn clips' terminal_p {turn_terminal_p}; base UNet from "
-                                       f"{turn_base_unet or (base if fresh else 'stage2.pt')}; tone share {tone_p} (gain {tone_gain}, "
-                                       f"offset {tone_offset}); lr {lr}")
+                                       f"{turn_base_unet or (base if fresh else 'stage2.pt')}; tone share {tone_p} "
+                                       f"(gain {tone_gain}, offset {tone_offset}); lr {lr}")
     elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
                                 f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
