@@ -95,6 +95,14 @@ def _wait(p: subprocess.Popen, what: str) -> None:
         raise SystemExit(f"{what} failed (exit {p.returncode}); see its log in the output directory")
 
 
+def _encode_latents(args, k: int, n: int) -> None:
+    """Encodes part ``k`` of ``n`` of every latent set the recipe trains on (main, centred; recipe 3: turn too)."""
+    vae = K.load_vae(args.out)
+    sets = [{"n": args.clips}, L.centred_kw(args.clips)] + ([L.turn_kw(args.clips)] if args.recipe == 3 else [])
+    for kw in sets:
+        L.build(args.out, vae, k, n, **kw)
+
+
 class _Chain(threading.Thread):
     """Process B of recipe 3: components trained one after another, each in its own process (``_spawn``)."""
 
@@ -254,10 +262,7 @@ def main(argv=None) -> int:
 
     if args.latents_part:
         k, n = (int(v) for v in args.latents_part.split("/"))
-        L.build(args.out, K.load_vae(args.out), k, n, n=args.clips)
-        L.build(args.out, K.load_vae(args.out), k, n, **L.centred_kw(args.clips))
-        if args.recipe == 3:
-            L.build(args.out, K.load_vae(args.out), k, n, **L.turn_kw(args.clips))
+        _encode_latents(args, k, n)
         return 0
     if args.only:
         others = []
@@ -285,8 +290,7 @@ def main(argv=None) -> int:
     if not args.collect and args.recipe == 3:
         train("vae")
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
-        for kw in ({"n": args.clips}, L.centred_kw(args.clips), L.turn_kw(args.clips)):
-            L.build(args.out, K.load_vae(args.out), 0, 2, **kw)
+        _encode_latents(args, 0, 2)
         _wait(b, "latents 1/2")
         chain = _Chain(args, [(["--only", "vae_ft"], "vae_ft_log.txt")]
                        + ([] if args.no_enhancer else [(["--only", "enhancer"], "enhancer_log.txt")]))
@@ -299,8 +303,7 @@ def main(argv=None) -> int:
     elif not args.collect:
         train("vae")
         b = _spawn(args, ["--latents-part", "1/2"], "latents_log.txt")
-        L.build(args.out, K.load_vae(args.out), 0, 2, n=args.clips)
-        L.build(args.out, K.load_vae(args.out), 0, 2, **L.centred_kw(args.clips))
+        _encode_latents(args, 0, 2)
         _wait(b, "latents 1/2")
         b = _spawn(args, ["--only", "vae_ft"], "vae_ft_log.txt")
         train("stage1")
