@@ -6,6 +6,7 @@ without the other stage in the way (numbers for models/train/README.md).
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py shapes --model models/default [--seeds 2]
+    /usr/bin/python3 bench/quality/stage_probe.py corners --model models/default
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
   the empty prompt), decoded by ``vae_decoder.pt``; colour / shape / direction of each sample as metrics.py
@@ -48,6 +49,10 @@ without the other stage in the way (numbers for models/train/README.md).
   the same prompts with "circle" or "triangle" instead (same noise for the three): the object's mean bounding-box
   fill per shape word (upright square 1, circle 0.79, triangle 0.5; metrics.py reads >= 0.9 as a square) and the
   share of frames read as the prompt's shape.
+* ``corners`` (session 14): where the squares' corners are lost. True renders of the square prompts (object at the
+  frame centre, 16 frames), the VAE round trip, and the stage-1 UNet's x0 estimate from them noised at t = 100 ..
+  950 with the caption saying "square" or "circle" (same noise), decoded: mean bounding-box fill and share of frames
+  read as a square for each.
 * ``vae``: the ceiling the decoder sets: the benchmark's true renders of the prompts (240 frames, as metrics.py's
   ``world`` row) through ``vae_encoder.pt`` (posterior mean) and ``vae_decoder.pt``, then metrics.py's colour /
   shape / direction detection on the reconstruction; ``shape_by_kind``: shapes recognised per prompt shape;
@@ -288,6 +293,40 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
             "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
 
 
+def corners(model_dir: str, n: int, ts=(100, 300, 500, 700, 850, 950)) -> dict:
+    load = _loader(model_dir)
+    text, enc, dec, unet = (load(f"{k}.pt") for k in ("text_encoder", "vae_encoder", "vae_decoder", "unet_stage1"))
+    sq = [p for p in M.load_prompts(n) if " square " in p]
+    ac = C.ddpm_alphas_cumprod()
+
+    def read(video: torch.Tensor) -> list:
+        fill, square = [], []
+        for frames, p in zip(_to_u8(video), sq):
+            lab, names = M.labels(frames, M.palette(p))
+            masks = lab == names.index(world.parse_caption(p)["colour"])
+            f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]
+            got = [v for v in (M.shape_of(m) for m in masks) if v]
+            fill.append(float(np.mean(f)) if f else float("nan"))
+            square.append(got.count("square") / max(1, len(got)))
+        return [round(float(np.nanmean(fill)), 3), round(float(np.mean(square)), 3)]
+
+    rng = np.random.default_rng(7)
+    video = torch.stack([torch.from_numpy(world.render_with_masks(
+        centre_scene(world.scene_from_caption(p, rng, "core"), 0), 0, 16, 64)[0]).permute(1, 0, 2, 3) for p in sq])
+    out = {"render": read(video)}
+    with torch.no_grad():
+        z0 = enc(video)[0]
+        out["vae"] = read(dec(z0))
+        for word in ("square", "circle"):
+            ctx = text(C.token_ids([p.replace(" square ", f" {word} ") for p in sq]))
+            for t in ts:
+                noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t))
+                al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
+                zt = al * z0 + sg * noise
+                out[f"x0_{word}_t{t}"] = read(dec(al * zt - sg * unet(zt, torch.full((len(sq),), float(t)), ctx)))
+    return {"stage": "corners", "clips": len(sq), "values": "[bbox fill, share of frames read as a square]", **out}
+
+
 def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
     load = _loader(model_dir)
     enc, dec = load("vae_encoder.pt"), load("vae_decoder.pt")
@@ -312,7 +351,7 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes"])
+    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes", "corners"])
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--seeds", type=int, default=2, help="stage1, shapes: samples per prompt")
@@ -336,6 +375,8 @@ def main() -> int:
         res = vae(args.model, args.prompts)
     elif args.stage == "words":
         res = words(args.model, args.prompts, which=args.unet)
+    elif args.stage == "corners":
+        res = corners(args.model, args.prompts)
     elif args.stage == "shapes":
         res = shapes(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     elif args.stage == "stage1":

@@ -101,6 +101,33 @@ class CoreWorldTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "vertical_p must be in \\[0, 1\\]"):
             stages.train_stage2("/nonexistent", vertical_p=1.5)
 
+    def test_boundary_cells_are_the_latent_cells_the_outline_crosses(self):
+        from models.train import latents as L
+        rng = np.random.default_rng(0)
+        base = world.scene_from_caption("a red square moving slowly to the right on a plain blue background", rng, "core")
+        # a square of side 32 (half side 0.82 x size, world._shape_distance) at the frame centre fills latent
+        # cells 2-5 of both axes exactly: no outline cell (frame 0 only: it moves on by 0.5 units a frame)
+        sq = dataclasses.replace(base, size=16.0 / 0.82, x0=32.0, y0=32.0)
+        data = L.LatentSet(torch.zeros(1, 4, 1, 8, 8), torch.ones(1, 1, 1, 8, 8), torch.zeros(1, 3, 64, 64), [sq], [0])
+        self.assertEqual(float(L.boundary_cells(data).sum()), 0.0)
+        # the circle of radius 16 there: independent count of the cells its outline crosses (some of the cell's
+        # pixel centres inside, some outside; the world renders the edge with a one-pixel ramp, hence the margin)
+        circ = dataclasses.replace(sq, shape="circle", size=16.0)
+        data = dataclasses.replace(data, scenes=[circ])
+        got = L.boundary_cells(data)[0, 0, 0].numpy()
+        c = np.arange(64) + 0.5
+        r = np.hypot(c[None, :] - 32, c[:, None] - 32)
+        inside = (r < 16).reshape(8, 8, 8, 8).mean(axis=(1, 3))
+        crossed = (inside > 0.1) & (inside < 0.9)
+        self.assertTrue(np.all(got[crossed] == 1))
+        self.assertEqual(got[3:5, 3:5].sum(), 0)     # the four cells at the centre are fully inside
+        self.assertEqual(got[0].sum() + got[7].sum(), 0)
+        self.assertGreaterEqual(got.sum(), 12)
+
+    def test_boundary_weight_is_an_option_of_stage1_centred_alone(self):
+        with self.assertRaisesRegex(ValueError, "boundary_weight are options of stage1_centred"):
+            stages.train_stage1("/nonexistent", boundary_weight=2.0)
+
     def test_unknown_world_kind_is_an_error(self):
         with self.assertRaises(ValueError):
             world.sample_scene(np.random.default_rng(0), "mars")

@@ -76,6 +76,7 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
            "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
+           "--boundary-weight", str(args.boundary_weight),
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
            "--tone-offset", str(args.tone_offset)] + what
     if args.stage2_lr is not None:
@@ -173,6 +174,9 @@ def main(argv=None) -> int:
                     help="with --tone-p: offset range, o ~ U(-OFFSET, OFFSET) per channel on pixels in [-1, 1]")
     ap.add_argument("--stage2-lr", type=float, default=None,
                     help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")
+    ap.add_argument("--boundary-weight", type=float, default=0.0,
+                    help="stage1_centred: add this to the loss weight of latent cells on the object's outline "
+                         "(latents.boundary_cells; session 14's squares experiment)")
     ap.add_argument("--xattn-lr-mult", type=float, default=1.0,
                     help="stage1_centred: rate multiple of the UNet's spatial cross-attention layers")
     ap.add_argument("--steps", action="append", default=[], metavar="COMPONENT=N",
@@ -212,6 +216,8 @@ def main(argv=None) -> int:
         ap.error("--batch-mult must be >= 1")
     if args.vertical_p is not None and not 0.0 <= args.vertical_p <= 1.0:
         ap.error(f"--vertical-p must be in [0, 1], not {args.vertical_p}")
+    if args.boundary_weight < 0:
+        ap.error(f"--boundary-weight must be >= 0, not {args.boundary_weight}")
     if args.vertical_p_stage1 != -1.0 and not 0.0 <= args.vertical_p_stage1 <= 1.0:
         ap.error(f"--vertical-p-stage1 must be in [0, 1], not {args.vertical_p_stage1}")
     if not 0.0 <= args.tone_p <= 1.0:
@@ -238,7 +244,8 @@ def main(argv=None) -> int:
         if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn"):
             extra["motion_weight"] = args.motion_loss
         if name == "stage1_centred":
-            extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p)
+            extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p,
+                         boundary_weight=args.boundary_weight)
         if name in ("stage1_centred", "stage2", "stage2_turn"):
             extra["vertical_p"] = args.vertical_p
         if name == "stage1_centred" and args.recipe == 3:

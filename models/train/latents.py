@@ -182,6 +182,21 @@ class LatentSet:
         return torch.from_numpy(render_clip(self.scenes[i], self.starts[i], n, pre, offset=offset)[0]).permute(1, 0, 2, 3)
 
 
+def boundary_cells(data: LatentSet) -> torch.Tensor:
+    """[N, 1, L, 8, 8]: 1 where a latent cell holds part of the object's outline (the object covers between 5 % and
+    95 % of the cell's 8x8 pixels), else 0, from the clips' masks re-rendered (``render_clip``; about 7 ms a clip).
+
+    Why (session 14, ``stage1_centred --boundary-weight``): a square and a circle of the same size differ only in
+    such cells (their corners), a small share of the loss that the stored weights (1 + 3 x object present) spread
+    over the whole object."""
+    out = []
+    for i in range(data.z.shape[0]):
+        m = render_clip(data.scenes[i], data.starts[i], data.frames, data.pre[i] if data.pre is not None else None)[1]
+        cover = F.avg_pool3d(torch.from_numpy(m)[None, None], (1, 8, 8))[0]
+        out.append(((cover > 0.05) & (cover < 0.95)).float())
+    return torch.stack(out)
+
+
 def _kind(centred: bool, turn: bool) -> str:
     if centred and turn:
         raise ValueError("a latent set is centred or a turn set, not both")

@@ -161,7 +161,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
                  xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None,
-                 centred_from: str = "stage1_more") -> None:
+                 centred_from: str = "stage1_more", boundary_weight: float = 0.0) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
     from ``centred_from`` (stage1_more.pt, or stage1.pt in recipe 3) on the centred first windows
@@ -171,13 +171,19 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     then saved as ``text_encoder`` and replaces stage 1's for both stages); ``xattn_lr_mult`` multiplies the rate
     of the spatial cross-attention layers (``attentions.*.attn2``: the only path from the caption to the frames);
     ``terminal_p``: see ``diffusion_loss``; ``vertical_p``: the share of windows whose caption says up or down
-    (``LatentSet.windows``; default: uniform clips, about half)."""
+    (``LatentSet.windows``; default: uniform clips, about half); ``boundary_weight`` B: the loss weight of a latent
+    cell on the object's outline grows by B (``latents.boundary_cells``; session 14's squares experiment)."""
     _check_share("vertical_p", vertical_p)
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
         raise ValueError("centred continues stage1_more: pass more=True")
     if centred_from not in ("stage1", "stage1_more"):
         raise ValueError(f"centred_from must be 'stage1' or 'stage1_more', not {centred_from!r}")
+    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None or boundary_weight):
+        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight are options of "
+                         "stage1_centred")
+    if boundary_weight < 0:
+        raise ValueError(f"boundary_weight must be >= 0, not {boundary_weight}")
     if os.path.exists(_finish_path(out, name)):
         return
     rng = C.seed_all(seed + (200 if centred else 100 if more else 0))
@@ -191,8 +197,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         base = torch.load(_finish_path(out, centred_from), map_location="cpu") if from_more else s1
         unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
-    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None):
-        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p are options of stage1_centred")
+    if boundary_weight:
+        data.w = data.w + boundary_weight * L.boundary_cells(data)
     text_trains = not more or text_lr_mult > 0
     if more and text_trains:
         text.train().requires_grad_(True)
