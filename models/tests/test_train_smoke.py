@@ -136,10 +136,13 @@ class TrainSmokeTest(unittest.TestCase):
             r = _run(out, "cpu", "--recipe", "3", "--vertical-p-stage1", "1.5")
             self.assertEqual(r.returncode, 2, r.stderr[-500:])
             self.assertIn("--vertical-p-stage1 must be in [0, 1], not 1.5", r.stderr)
+            r = _run(out, "cpu", "--recipe", "3", "--boundary-weight", "-1")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--boundary-weight must be >= 0, not -1.0", r.stderr)
         with tempfile.TemporaryDirectory() as tmp:
             work, back, export = (os.path.join(tmp, d) for d in ("train", "out", "export"))
             args = ("--recipe 3 --steps-scale 0.002 --clips 6 --cam-init small --cam-lr-mult 5 --motion-loss 1 "
-                    "--terminal-p 0.15 --turn-p 0.5 --vertical-p 0.6 --vertical-p-stage1 0.75")
+                    "--terminal-p 0.15 --turn-p 0.5 --vertical-p 0.6 --vertical-p-stage1 0.75 --boundary-weight 2")
             r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu", "train-on-device.sh")], cwd=ROOT,
                                capture_output=True, text=True, timeout=600,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "OUT": back,
