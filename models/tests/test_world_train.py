@@ -104,7 +104,8 @@ class CoreWorldTest(unittest.TestCase):
     def test_boundary_cells_are_the_latent_cells_the_outline_crosses(self):
         from models.train import latents as L
         rng = np.random.default_rng(0)
-        base = world.scene_from_caption("a red square moving slowly to the right on a plain blue background", rng, "core")
+        base = world.scene_from_caption("a red square moving slowly to the right on a plain blue background", rng,
+                                        "core")
         # a square of side 32 (half side 0.82 x size, world._shape_distance) at the frame centre fills latent
         # cells 2-5 of both axes exactly: no outline cell (frame 0 only: it moves on by 0.5 units a frame)
         sq = dataclasses.replace(base, size=16.0 / 0.82, x0=32.0, y0=32.0)

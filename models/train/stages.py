@@ -179,7 +179,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         raise ValueError("centred continues stage1_more: pass more=True")
     if centred_from not in ("stage1", "stage1_more"):
         raise ValueError(f"centred_from must be 'stage1' or 'stage1_more', not {centred_from!r}")
-    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None or boundary_weight):
+    if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None
+                        or boundary_weight):
         raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight are options of "
                          "stage1_centred")
     if boundary_weight < 0:
