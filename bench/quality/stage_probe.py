@@ -52,7 +52,7 @@ without the other stage in the way (numbers for models/train/README.md).
 * ``corners`` (session 14): where the squares' corners are lost. True renders of the square prompts (object at the
   frame centre, 16 frames), the VAE round trip, and the stage-1 UNet's x0 estimate from them noised at t = 100 ..
   950 with the caption saying "square" or "circle" (same noise), decoded: mean bounding-box fill and share of frames
-  read as a square for each.
+  read as a square for each. ``--size R``: every square of radius R instead (the world's are 12-15).
 * ``vae``: the ceiling the decoder sets: the benchmark's true renders of the prompts (240 frames, as metrics.py's
   ``world`` row) through ``vae_encoder.pt`` (posterior mean) and ``vae_decoder.pt``, then metrics.py's colour /
   shape / direction detection on the reconstruction; ``shape_by_kind``: shapes recognised per prompt shape;
@@ -60,6 +60,7 @@ without the other stage in the way (numbers for models/train/README.md).
   diffusion model can show through it.
 Prints one JSON line. Same seeds, same numbers (one thread)."""
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -293,7 +294,7 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
             "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
 
 
-def corners(model_dir: str, n: int, ts=(100, 300, 500, 700, 850, 950)) -> dict:
+def corners(model_dir: str, n: int, size: float = 0.0, ts=(100, 300, 500, 700, 850, 950)) -> dict:
     load = _loader(model_dir)
     text, enc, dec, unet = (load(f"{k}.pt") for k in ("text_encoder", "vae_encoder", "vae_decoder", "unet_stage1"))
     sq = [p for p in M.load_prompts(n) if " square " in p]
@@ -311,8 +312,11 @@ def corners(model_dir: str, n: int, ts=(100, 300, 500, 700, 850, 950)) -> dict:
         return [round(float(np.nanmean(fill)), 3), round(float(np.mean(square)), 3)]
 
     rng = np.random.default_rng(7)
-    video = torch.stack([torch.from_numpy(world.render_with_masks(
-        centre_scene(world.scene_from_caption(p, rng, "core"), 0), 0, 16, 64)[0]).permute(1, 0, 2, 3) for p in sq])
+    scenes = [centre_scene(world.scene_from_caption(p, rng, "core"), 0) for p in sq]
+    if size:        # the world's objects have radius 12-15 units; a square's half side is 0.82 x that
+        scenes = [dataclasses.replace(sc, size=size) for sc in scenes]
+    video = torch.stack([torch.from_numpy(world.render_with_masks(sc, 0, 16, 64)[0]).permute(1, 0, 2, 3)
+                         for sc in scenes])
     out = {"render": read(video)}
     with torch.no_grad():
         z0 = enc(video)[0]
@@ -324,7 +328,8 @@ def corners(model_dir: str, n: int, ts=(100, 300, 500, 700, 850, 950)) -> dict:
                 al, sg = float(ac[t].sqrt()), float((1 - ac[t]).sqrt())
                 zt = al * z0 + sg * noise
                 out[f"x0_{word}_t{t}"] = read(dec(al * zt - sg * unet(zt, torch.full((len(sq),), float(t)), ctx)))
-    return {"stage": "corners", "clips": len(sq), "values": "[bbox fill, share of frames read as a square]", **out}
+    return {"stage": "corners", "clips": len(sq), "size": size or "world",
+            "values": "[bbox fill, share of frames read as a square]", **out}
 
 
 def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
@@ -364,10 +369,14 @@ def main() -> int:
                          "meeting the prompt's at the window's first new frame (turn; session 6), or of the prompt's "
                          "clip with its object wrapping around the bottom-right corner (corner; session 7), or of the prompt's "
                          "clip under one random global colour transform (toned; session 10)")
+    ap.add_argument("--size", type=float, default=0.0,
+                    help="corners: every square's size (radius, world units of 64; default: the prompts' own, 12-15)")
     ap.add_argument("--replace", type=float, default=0.0,
                     help="stage2: share of the steps (from the first) whose overlap positions get the conditioning "
                          "frames' own noised latents, as the pipeline's stage2.replaceOverlap (session 11)")
     args = ap.parse_args()
+    if args.size < 0:
+        ap.error(f"--size must be >= 0 (0: the prompts' own sizes), not {args.size}")
     if not 0.0 <= args.replace <= 1.0:
         ap.error(f"--replace must be in [0, 1], not {args.replace}")
     C.setup_torch(1)
@@ -376,7 +385,7 @@ def main() -> int:
     elif args.stage == "words":
         res = words(args.model, args.prompts, which=args.unet)
     elif args.stage == "corners":
-        res = corners(args.model, args.prompts)
+        res = corners(args.model, args.prompts, args.size)
     elif args.stage == "shapes":
         res = shapes(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     elif args.stage == "stage1":
