@@ -29,6 +29,11 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
 * ``dir_turns``: how many times the direction of the object (as ``dir_ok`` detects it) changes between consecutive
   16-frame stretches from frame 16 on (the stage-2 frames; 13 pairs in 240 frames); 0 for a video that keeps
   one direction (true renders), high when the motion wanders.
+* ``colour_turns`` (session 15): how many times the object's colour (the most frequent object-palette label of a
+  16-frame stretch, background labels excluded, as ``colour_ok`` reads it for the whole video) changes between
+  consecutive stretches from frame 0 (stage 1's frames included; 14 pairs in 240 frames). ``colour_drift`` is
+  measured on the pixels of the prompt's colour, so an object that turns into another palette colour (the
+  yellow-on-gray prompts turning red) shows here, not there.
 * adherence: ``colour_ok`` (most frequent object-palette label, background labels excluded, equals the prompt
   colour), ``shape_ok`` (angular harmonics of the object outline: weak -> circle, else k=3/4/5 ->
   triangle/square/star, majority over sampled frames), ``dir_ok`` (sign of the dominant axis of the mean object
@@ -275,10 +280,14 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
             still += 1
     direction = _direction(v)
     # colour adherence: most frequent object colour label, background labels excluded
-    counts = Counter(lab.reshape(-1).tolist())
-    obj_counts = {names[k]: c for k, c in counts.items() if names[k] in world.OBJECT_COLOURS
-                  and names[k] != a.get("bg_colour")}
-    detected_colour = max(obj_counts, key=obj_counts.get) if obj_counts else "none"
+    def object_colour(lab_part: np.ndarray) -> str:
+        counts = Counter(lab_part.reshape(-1).tolist())
+        obj_counts = {names[k]: c for k, c in counts.items() if names[k] in world.OBJECT_COLOURS
+                      and names[k] != a.get("bg_colour")}
+        return max(obj_counts, key=obj_counts.get) if obj_counts else "none"
+    detected_colour = object_colour(lab)
+    colours = [object_colour(lab[i:i + 16]) for i in range(0, t - 8, 16)]
+    colour_turns = sum(x != y for x, y in zip(colours, colours[1:]))
     # shape adherence
     shapes = [s for s in (shape_of(masks[i]) for i in range(0, t, max(1, t // 30))) if s]
     detected_shape = Counter(shapes).most_common(1)[0][0] if shapes else "none"
@@ -303,7 +312,8 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     cut_tone = float(np.median([tone[c - 1] for c in cuts])) if cuts else float("nan")
     a0, a1 = area[:8].mean(), area[-8:].mean()
     return {
-        "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "cut_frames": cuts, "motion": float(fd.mean()),
+        "frames": t, "cuts": len(cuts), "dir_turns": dir_turns, "colour_turns": colour_turns, "cut_frames": cuts,
+        "motion": float(fd.mean()),
         "frozen": float((fd < 0.5).mean()), "min_window_motion": float(min(win)) if win else 0.0,
         "still_windows": still, "jump_ratio": float(fd.max() / max(np.median(fd), 1e-3)), "seam_ratio": seam_ratio,
         "seam_tone": seam_tone, "handover_tone": handover_tone, "cut_tone": cut_tone,
@@ -323,8 +333,8 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
 KEYS = ["cuts", "seam_cuts", "cut_tone", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "seam_tone",
-        "handover_tone", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_ok",
-        "shape_ok", "dir_ok"]
+        "handover_tone", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_turns",
+        "colour_ok", "shape_ok", "dir_ok"]
 
 
 def summarize(rows: List[Dict]) -> Dict[str, float]:

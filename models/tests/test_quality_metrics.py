@@ -5,7 +5,8 @@
 * ``analyse`` on true world renders (the benchmark's ``world`` row): no cut, seam ratios 1, the caption's colour,
   shape and direction;
 * a real cut (two scenes spliced) and a window-seam flicker (a known tint added to every other 8-frame window
-  from frame 16, as a stage-2 window that restarts the global tone would) are found where they were put.
+  from frame 16, as a stage-2 window that restarts the global tone would) are found where they were put;
+* an object recoloured from a given frame on is one ``colour_turns``.
 
 Numpy only (no torch); 240 frames of 64x64 per video, as the benchmark scores them.
 """
@@ -61,6 +62,7 @@ class AnalyseTest(unittest.TestCase):
                 self.assertAlmostEqual(r["seam_ratio"], 1.0, delta=0.25)
                 self.assertEqual(r["seam_tone"], 1.0)       # both medians under the 0.5 grey-level floor
                 self.assertEqual(r["still_windows"], 0)
+                self.assertEqual(r["colour_turns"], 0)
                 a = world.parse_caption(p)
                 self.assertEqual(r["detected"], [a["colour"], a["shape"], a["direction"]])
 
@@ -103,6 +105,23 @@ class AnalyseTest(unittest.TestCase):
         r = metrics.analyse(v.clip(0, 255).astype(np.uint8), p)
         self.assertAlmostEqual(r["handover_tone"], 18 / 0.5, delta=1.0)
         self.assertEqual(r["seam_tone"], 1.0)
+
+    def test_an_object_that_turns_another_colour_is_one_colour_turn(self):
+        p = PROMPTS[0]                                  # red circle on black
+        v = true_video(p, 0)
+        red, yellow = np.array(world.RGB["red"]), np.array(world.RGB["yellow"])
+        x = v.astype(np.float32) / 255.0
+        is_red = ((x - red) ** 2).sum(-1) < 0.05        # the object's own pixels (edges blend into black: kept)
+        self.assertTrue(is_red[:8].any() and is_red[-8:].any())
+        turned = v.copy()
+        turned[96:][is_red[96:]] = np.round(yellow * 255).astype(np.uint8)   # the object yellow from frame 96
+        r0, r1 = metrics.analyse(v, p), metrics.analyse(turned, p)
+        self.assertEqual(r0["colour_turns"], 0)
+        self.assertEqual(r1["colour_turns"], 1)         # stretch 80-95 red, 96-111 yellow: one change
+        # an object that turns yellow at frame 88 (mid-stretch): 88-95 is 8 red and 8 yellow frames, then yellow
+        mid = v.copy()
+        mid[88:][is_red[88:]] = np.round(yellow * 255).astype(np.uint8)
+        self.assertEqual(metrics.analyse(mid, p)["colour_turns"], 1)
 
 
 if __name__ == "__main__":
