@@ -118,7 +118,7 @@ class AnalyseTest(unittest.TestCase):
         r0, r1 = metrics.analyse(v, p), metrics.analyse(turned, p)
         self.assertEqual(r0["colour_turns"], 0)
         self.assertEqual(r1["colour_turns"], 1)         # stretch 80-95 red, 96-111 yellow: one change
-        # an object that turns yellow at frame 88 (mid-stretch): 88-95 is 8 red and 8 yellow frames, then yellow
+        # an object that turns yellow at frame 88 (mid-stretch): stretch 80-95 is 8 red and 8 yellow frames
         mid = v.copy()
         mid[88:][is_red[88:]] = np.round(yellow * 255).astype(np.uint8)
         self.assertEqual(metrics.analyse(mid, p)["colour_turns"], 1)
