@@ -280,13 +280,14 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
             still += 1
     direction = _direction(v)
     # colour adherence: most frequent object colour label, background labels excluded
-    def object_colour(lab_part: np.ndarray) -> str:
-        counts = Counter(lab_part.reshape(-1).tolist())
-        obj_counts = {names[k]: c for k, c in counts.items() if names[k] in world.OBJECT_COLOURS
-                      and names[k] != a.get("bg_colour")}
-        return max(obj_counts, key=obj_counts.get) if obj_counts else "none"
-    detected_colour = object_colour(lab)
-    colours = [object_colour(lab[i:i + 16]) for i in range(0, t - 8, 16)]
+    per_frame = np.stack([np.bincount(f.ravel(), minlength=len(names)) for f in lab])     # [T, K] label counts
+    is_obj = np.array([n in world.OBJECT_COLOURS and n != a.get("bg_colour") for n in names])
+
+    def object_colour(counts: np.ndarray) -> str:
+        c = np.where(is_obj, counts, 0)
+        return names[int(c.argmax())] if c.any() else "none"
+    detected_colour = object_colour(per_frame.sum(0))
+    colours = [object_colour(per_frame[i:i + 16].sum(0)) for i in range(0, t - 8, 16)]
     colour_turns = sum(x != y for x, y in zip(colours, colours[1:]))
     # shape adherence
     shapes = [s for s in (shape_of(masks[i]) for i in range(0, t, max(1, t // 30))) if s]
