@@ -52,14 +52,16 @@ class TrainSmokeTest(unittest.TestCase):
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
             r = _run(out, device, "--only", "stage2_turn", "--steps", "stage2_turn=3", "--turn-p", "0.5",
                      "--terminal-p", "0.15", "--turn-terminal-p", "0.5", "--turn-base-unet", "stage1_centred",
-                     "--vertical-p", "0.75", "--tone-p", "1.0", "--stage2-lr", "2e-4")
+                     "--vertical-p", "0.75", "--tone-p", "0.5", "--drift-p", "1.0", "--stage2-lr", "2e-4")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertTrue(os.path.exists(os.path.join(out, "stage2_turn.pt")))
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = f.read()
             self.assertIn('"component": "stage2_turn"', logged)
             self.assertIn("base UNet from stage1_centred", logged)
-            self.assertIn("tone share 1.0 (gain 0.1, offset 0.12); lr 0.0002", logged)   # all re-toned (tone.py)
+            # half re-toned (tone.py), the others drifted (drift.py)
+            self.assertIn("tone share 0.5 (gain 0.1, offset 0.12); drift share 1.0 (size 1.2, colour 0.15); "
+                          "lr 0.0002", logged)
             self.assertRegex(logged, '"turn_dir_gain_(vertical|horizontal)"')     # the per-axis turn gain
             r = _run(out, device, "--only", "stage2_turn", "--vertical-p", "1.5")
             self.assertEqual(r.returncode, 2, r.stderr[-500:])
@@ -67,6 +69,12 @@ class TrainSmokeTest(unittest.TestCase):
             r = _run(out, device, "--only", "stage2_turn", "--tone-p", "-0.1")
             self.assertEqual(r.returncode, 2, r.stderr[-500:])
             self.assertIn("--tone-p must be in [0, 1], not -0.1", r.stderr)
+            r = _run(out, device, "--only", "stage2_turn", "--drift-p", "1.5")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--drift-p must be in [0, 1], not 1.5", r.stderr)
+            r = _run(out, device, "--only", "stage2_turn", "--drift-p", "0.5", "--drift-size", "0.8")
+            self.assertEqual(r.returncode, 2, r.stderr[-500:])
+            self.assertIn("--drift-size must be >= 1 and --drift-colour >= 0, not 0.8, 0.15", r.stderr)
             # one component again, data-parallel in two processes (--ranks 2): rank 0 writes, rank 1 logs nothing
             for f in ("stage1_centred.pt", "ckpt_stage1_centred.pt"):
                 if os.path.exists(os.path.join(out, f)):

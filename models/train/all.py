@@ -49,6 +49,7 @@ from . import common as C
 from . import components as K
 from . import latents as L
 from . import stages as S
+from . import drift as D
 from . import tone as T
 
 STEPS = {"vae": 5000, "vae_ft": 4000, "stage1": 850, "stage2": 1300, "stage1_more": 1900, "enhancer": 800,
@@ -78,7 +79,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
            "--boundary-weight", str(args.boundary_weight),
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
-           "--tone-offset", str(args.tone_offset)] + what
+           "--tone-offset", str(args.tone_offset), "--drift-p", str(args.drift_p), "--drift-size",
+           str(args.drift_size), "--drift-colour", str(args.drift_colour)] + what
     if args.stage2_lr is not None:
         cmd += ["--stage2-lr", str(args.stage2_lr)]
     if args.turn_terminal_p is not None:
@@ -172,6 +174,13 @@ def main(argv=None) -> int:
                     help="with --tone-p: contrast range, g ~ U(1 - GAIN, 1 + GAIN) per channel (tone.py)")
     ap.add_argument("--tone-offset", type=float, default=T.OFFSET,
                     help="with --tone-p: offset range, o ~ U(-OFFSET, OFFSET) per channel on pixels in [-1, 1]")
+    ap.add_argument("--drift-p", type=float, default=0.0,
+                    help="stage2, stage2_turn: share of training windows whose conditioning frames show the object "
+                         "drifted in radius and colour, target and anchor true (session 16; see drift.py)")
+    ap.add_argument("--drift-size", type=float, default=D.SIZE,
+                    help="with --drift-p: radius factor k, log k ~ U(-log SIZE, log SIZE) (drift.py)")
+    ap.add_argument("--drift-colour", type=float, default=D.COLOUR,
+                    help="with --drift-p: object colour offset ~ U(-COLOUR, COLOUR) per channel on pixels in [-1, 1]")
     ap.add_argument("--stage2-lr", type=float, default=None,
                     help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
@@ -224,6 +233,10 @@ def main(argv=None) -> int:
         ap.error(f"--tone-p must be in [0, 1], not {args.tone_p}")
     if not (0.0 <= args.tone_gain < 1.0 and args.tone_offset >= 0.0):
         ap.error(f"--tone-gain must be in [0, 1) and --tone-offset >= 0, not {args.tone_gain}, {args.tone_offset}")
+    if not 0.0 <= args.drift_p <= 1.0:
+        ap.error(f"--drift-p must be in [0, 1], not {args.drift_p}")
+    if not (args.drift_size >= 1.0 and args.drift_colour >= 0.0):
+        ap.error(f"--drift-size must be >= 1 and --drift-colour >= 0, not {args.drift_size}, {args.drift_colour}")
     if args.stage2_lr is not None and not args.stage2_lr > 0:
         ap.error(f"--stage2-lr must be > 0, not {args.stage2_lr}")
     if args.collect_checkpoint and not args.collect:
@@ -253,7 +266,8 @@ def main(argv=None) -> int:
             if args.vertical_p_stage1 != -1.0:
                 extra["vertical_p"] = args.vertical_p_stage1
         if name in ("stage2", "stage2_turn"):
-            extra.update(tone_p=args.tone_p, tone_gain=args.tone_gain, tone_offset=args.tone_offset)
+            extra.update(tone_p=args.tone_p, tone_gain=args.tone_gain, tone_offset=args.tone_offset,
+                         drift_p=args.drift_p, drift_size=args.drift_size, drift_colour=args.drift_colour)
             if args.stage2_lr is not None:
                 extra["lr"] = args.stage2_lr
         if name == "stage2_turn":

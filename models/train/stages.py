@@ -41,6 +41,7 @@ from ..stage2 import Stage2UNet
 from ..unet3d import UNet3DConditionModel
 from . import common as C
 from . import latents as L
+from . import drift as D
 from . import tone as T
 from .components import _finish_path, load_vae
 
@@ -324,6 +325,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  terminal_p: float = 0.0, turn_terminal_p: Optional[float] = None,
                  turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None,
                  tone_p: float = 0.0, tone_gain: float = T.GAIN, tone_offset: float = T.OFFSET,
+                 drift_p: float = 0.0, drift_size: float = D.SIZE, drift_colour: float = D.COLOUR,
                  fresh: bool = False) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, "stage1_more" once that has finished, "stage1_centred").
@@ -347,14 +349,17 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     left/right from the caption but not up/down, and the turn gain is logged per axis (``turn_dir_gain_vertical``,
     ``turn_dir_gain_horizontal``). ``tone_p`` (session 10): the share of windows (main and turn set) given one
     random global colour transform over all 16 frames, conditioning frames and target alike (``tone.py``; its
-    ranges ``tone_gain``, ``tone_offset``)."""
+    ranges ``tone_gain``, ``tone_offset``). ``drift_p`` (session 16): the share of the other windows whose object
+    gets a radius and colour of its own (the whole clip and the anchor), half of them with the conditioning frames
+    drifted further, so that the window keeps the object's appearance and the anchor pulls a drift back
+    (``drift.py``; its ranges ``drift_size``, ``drift_colour``)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
     if base not in ("stage1", "stage1_more", "stage1_centred"):
         raise ValueError(f"base must be 'stage1', 'stage1_more' or 'stage1_centred', not {base!r}")
     if fresh and not turn:
         raise ValueError("fresh starts stage2_turn from the base UNet: pass turn=True")
-    for flag, v in (("tone_p", tone_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
+    for flag, v in (("tone_p", tone_p), ("drift_p", drift_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
                     ("turn_terminal_p", turn_terminal_p), ("vertical_p", vertical_p)):
         _check_share(flag, v)
     name = "stage2_turn" if turn else "stage2"
@@ -403,7 +408,8 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                                        f"{steps} steps; turn share {turn_p}, terminal_p {terminal_p}, "
                                        f"turn clips' terminal_p {turn_terminal_p}; base UNet from "
                                        f"{turn_base_unet or (base if fresh else 'stage2.pt')}; tone share {tone_p} "
-                                       f"(gain {tone_gain}, offset {tone_offset}); lr {lr}")
+                                       f"(gain {tone_gain}, offset {tone_offset}); drift share {drift_p} "
+                                       f"(size {drift_size}, colour {drift_colour}); lr {lr}")
     elif loop.step == 0:
         loop.log.write(0, note=f"frame encoder input dependence after init: {dep}; base UNet from {base}; {len(missing)} new tensors (CAM mergers, APM mixers); "
                                 f"{len(alphas)} APM gates; CAM frame encoder conv_out init {cam_init}; "
@@ -412,9 +418,9 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     dec = vae.video_decoder()
 
     def draw():
-        """(z0, w, true conditioning pixels, captions, anchors, turn-set ids) of one batch: ``batch - k`` windows
-        of the main set and, with ``turn``, k = min(Binomial(batch, turn_p), batch - 1) clips of the turn set (at
-        least one window of the main set: an all-turn batch would leave it empty)."""
+        """(z0, w, true conditioning pixels, captions, anchors, turn-set ids, re-toned windows, sources) of one
+        batch: ``batch - k`` windows of the main set and, with ``turn``, k = min(Binomial(batch, turn_p), batch - 1)
+        clips of the turn set (at least one window of the main set: an all-turn batch would leave it empty)."""
         k = min(int(rng.binomial(batch, turn_p)), batch - 1) if turn else 0
         z0, w, ids, offs = data.windows(rng, batch - k, vertical_p=vertical_p)
         cond = torch.stack([data.render(i, o, 8) for i, o in zip(ids, offs)])
@@ -426,6 +432,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
             cond = torch.cat([cond, torch.stack([tdata.render(i, 0, 8) for i in tids])])
             caps, anchor = caps + tdata.captions(tids), torch.cat([anchor, tdata.anchor[torch.from_numpy(tids)]])
             src += [(tdata, i, o) for i, o in zip(tids, toffs)]
+        sel = np.zeros(0, dtype=np.int64)
         if tone_p > 0:      # re-toned windows: render all 16 frames, transform, re-encode (tone.py)
             sel = np.nonzero(rng.random(batch) < tone_p)[0]
             if len(sel):
@@ -434,20 +441,51 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                 with torch.no_grad():
                     z0[torch.from_numpy(sel)] = vae.video_encoder()(video.to(C.DEVICE))[0].cpu()
                 cond[torch.from_numpy(sel)] = video[:, :, :8]
-        return z0, w, cond, caps, anchor.clone(), tids
+        return z0, w, cond, caps, anchor.clone(), tids, sel, src
+
+    def drifted(z0, cond, anchor, src, toned, drop_anchor):
+        """Draws the drifted windows (drift.py) among those not re-toned: the clip's object (all 16 frames and the
+        anchor) gets an appearance of its own, (k1, d1), ``z0`` becomes their encoding; in half of them the
+        conditioning frames drift further, (k1 k2, d1 + d2), and where the anchor is dropped the 16 frames drift
+        with them. Fills ``z0``, ``cond``, ``anchor`` in place -> bool [B]."""
+        pick = rng.random(batch) < drift_p
+        pick[toned] = False
+        k1, d1 = D.random_drift(rng, batch, drift_size, drift_colour)
+        k2, d2 = D.random_drift(rng, batch, drift_size, drift_colour)
+        extra = rng.random(batch) < 0.5
+        for j in np.nonzero(pick)[0]:
+            ds, i, o = src[j]
+            pre = ds.pre[i] if ds.pre is not None else None
+            look = (float(k1[j]), d1[j])
+            anchor[j] = D.render_drifted(ds.scenes[i], 0, 1, *look)[:, 0]
+            if extra[j]:
+                cond_look = (float(k1[j] * k2[j]), d1[j] + d2[j])
+                if drop_anchor[j]:
+                    look = cond_look
+            video = D.render_drifted(ds.scenes[i], ds.starts[i], 16, *look, pre, offset=o)
+            with torch.no_grad():
+                z0[j] = vae.video_encoder()(video[None].to(C.DEVICE))[0][0].to(z0)
+            cond[j] = (D.render_drifted(ds.scenes[i], ds.starts[i], 8, *cond_look, pre, offset=o)
+                       if extra[j] and not drop_anchor[j] else video[:, :8])
+        return pick
 
     def step():
-        z0, w, cond, caps, anchor, tids = draw()
-        z0, w = C.to_device(z0, w)
+        z0, w, cond, caps, anchor, tids, toned, src = draw()
         rt = rng.random(batch) < 0.5
-        with torch.no_grad():
-            cond = C.to_device(cond)
-            if rt.any():
-                sel = torch.from_numpy(np.nonzero(rt)[0]).to(z0.device)
-                cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
-        u = rng.random(batch)
+        u = rng.random(batch)       # drawn in this order since run 2 (a run resumed or repeated draws the same)
         drop_cap = (u < 0.15)
         drop_anchor = (u < 0.10) | ((u >= 0.15) & (u < 0.20))
+        drift = (drifted(z0, cond, anchor, src, toned, drop_anchor) if drift_p > 0
+                 else np.zeros(batch, dtype=bool))
+        z0, w = C.to_device(z0, w)
+        with torch.no_grad():
+            cond = C.to_device(cond)
+            if (rt & ~drift).any():     # the true frames' round trip: the decoded latents of the target's frames 0-7
+                sel = torch.from_numpy(np.nonzero(rt & ~drift)[0]).to(z0.device)
+                cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
+            if (rt & drift).any():      # a drifted window's own round trip (its frames may drift from the target's)
+                sel = torch.from_numpy(np.nonzero(rt & drift)[0]).to(z0.device)
+                cond[sel] = dec(vae.video_encoder()(cond[sel])[0]).clamp(-1, 1)
         caps = [("" if d else c) for c, d in zip(caps, drop_cap)]
         anchor[torch.from_numpy(drop_anchor)] = 0.0
         anchor = C.to_device(anchor)
