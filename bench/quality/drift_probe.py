@@ -17,9 +17,12 @@ at a size and in a tone of their own?). The caption is the same in both. From th
   colour;
 * ``cond_size_gain`` / ``cond_colour_gain``: the same measures on the conditioning frames themselves (about 1 by
   construction: a check of the measure);
+* ``vae_size_gain`` / ``vae_colour_gain``: the same measures after the VAE's round trip (encoder mean, decoder) of
+  the conditioning frames: the share of the drift that any stage 2 could keep through this decoder;
 * ``*_noapm``: with the anchor replaced by the grey image in both guidance halves (what the model does with no
   anchor at all, the ablation's view of the same windows).
-Prints one JSON line; the same numbers on every run (one thread, fixed seeds)."""
+``--guidance-from K``: the first K of the 20 steps unguided (the conditional prediction alone), guidance from step K
+on. Prints one JSON line; the same numbers on every run (one thread, fixed seeds)."""
 import argparse
 import json
 import math
@@ -64,7 +67,7 @@ def follow(a, b, k: float, delta: np.ndarray):
 
 
 def probe(model_dir: str, n: int, guidance: float, replace: float, what: str = "cond", steps: int = 20,
-          seed: int = 0) -> dict:
+          seed: int = 0, guidance_from: int = 0) -> dict:
     load = lambda name: torch.jit.load(os.path.join(model_dir, name)).eval()     # noqa: E731
     unet, text, apm, dec, enc = (load(f) for f in ("unet_stage2.pt", "text_encoder.pt", "apm_image_encoder.pt",
                                                    "vae_decoder.pt", "vae_encoder.pt"))
@@ -87,7 +90,8 @@ def probe(model_dir: str, n: int, guidance: float, replace: float, what: str = "
             ctx = torch.cat([unc, con])
             z = torch.randn(b, 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(2, 1, 1, 1, 1)
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
-                            known=enc(cond)[0], replace_steps=round(replace * steps))
+                            known=enc(cond)[0], replace_steps=round(replace * steps),
+                            guidance_from=guidance_from)
             gen = _u8(dec(z))
             sizes, colours = [], []
             for j, p in enumerate(prompts):
@@ -98,12 +102,17 @@ def probe(model_dir: str, n: int, guidance: float, replace: float, what: str = "
             out[f"size_follow{tag}"] = round(float(np.mean(sizes)), 3)
             out[f"colour_follow{tag}"] = round(float(np.mean(colours)), 3)
             out[f"windows_measured{tag}"] = len(sizes)
-    cu, du = _u8(true[:, :, 8:16]), _u8(drifted[:, :, 8:16])       # the measure on the drifted frames themselves
-    checks = [follow(object_stats(cu[j], p), object_stats(du[j], p), ks[j], deltas[j] * 127.5)
-              for j, p in enumerate(prompts)]
-    out["cond_size_gain"] = round(float(np.mean([c[0] for c in checks if c[0] is not None])), 3)
-    out["cond_colour_gain"] = round(float(np.mean([c[1] for c in checks if c[1] is not None])), 3)
-    return {"drift": what, "windows": b, "guidance": guidance, "replace": replace, **out}
+    cu, du = true[:, :, 8:16], drifted[:, :, 8:16]
+    with torch.no_grad():
+        rt = [dec(enc(x)[0]) for x in (cu, du)]       # what the VAE keeps of the drift: its round trip
+    for tag, (x, y) in (("cond", (cu, du)), ("vae", rt)):   # cond: the measure on the drifted frames themselves
+        x, y = _u8(x), _u8(y)
+        checks = [follow(object_stats(x[j], p), object_stats(y[j], p), ks[j], deltas[j] * 127.5)
+                  for j, p in enumerate(prompts)]
+        out[f"{tag}_size_gain"] = round(float(np.mean([c[0] for c in checks if c[0] is not None])), 3)
+        out[f"{tag}_colour_gain"] = round(float(np.mean([c[1] for c in checks if c[1] is not None])), 3)
+    return {"drift": what, "windows": b, "guidance": guidance, "guidance_from": guidance_from, "replace": replace,
+            **out}
 
 
 def main() -> int:
@@ -116,14 +125,18 @@ def main() -> int:
                          "(the pipeline's stage2.replaceOverlap; default 0.9, the shipped model's)")
     ap.add_argument("--drift", choices=["cond", "anchor", "clip"], default="cond",
                     help="where the object drifts: the conditioning frames, the anchor, or both (default: cond)")
+    ap.add_argument("--guidance-from", type=int, default=0,
+                    help="the first K of the 20 steps unguided (conditional prediction alone); default 0")
     args = ap.parse_args()
     if not 0.0 <= args.replace <= 1.0:
         ap.error(f"--replace must be in [0, 1], not {args.replace}")
+    if not 0 <= args.guidance_from <= 20:
+        ap.error(f"--guidance-from must be in [0, 20], not {args.guidance_from}")
     if args.prompts < 1:
         ap.error(f"--prompts must be >= 1, not {args.prompts}")
     C.setup_torch(1)
     print(json.dumps({"model": args.model, **probe(args.model, args.prompts, args.guidance, args.replace,
-                                                          args.drift)}))
+                                                          args.drift, guidance_from=args.guidance_from)}))
     return 0
 
 

@@ -368,5 +368,29 @@ class DdimReplacementTest(unittest.TestCase):
         self.assertTrue(torch.equal(stages.ddim_sample(call, z0.clone(), steps, 2.0, known=known, replace_steps=0),
                                     plain))
 
+    def test_guidance_from_k_leaves_the_first_k_steps_unguided(self):
+        z0 = torch.randn(1, 4, 3, 3, 3, generator=torch.Generator().manual_seed(3))
+
+        def call(z2, t2):           # u = 0.1 z, c = 0.3 z: guided v = (0.1 + 0.2 g) z, so g changes every step
+            return torch.cat([0.1 * z2[:1], 0.3 * z2[1:]])
+
+        steps, g = 4, 3.0
+        sample = lambda **kw: stages.ddim_sample(call, z0.clone(), steps, g, **kw)   # noqa: E731
+        self.assertTrue(torch.equal(sample(guidance_from=0), sample()))
+        unguided = stages.ddim_sample(call, z0.clone(), steps, 1.0)
+        self.assertTrue(torch.equal(sample(guidance_from=steps), unguided))
+        # k = 2 by hand: two steps at g = 1, two at g = 3, with the DDIM update written out (v-prediction)
+        ac = stages.C.ddpm_alphas_cumprod()
+        ts = list(range(999, -1, -1000 // steps))
+        z = z0.clone()
+        for i, t in enumerate(ts):
+            v = (0.1 + 0.2 * (1.0 if i < 2 else g)) * z
+            a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
+            x0, eps = a.sqrt() * z - (1 - a).sqrt() * v, (1 - a).sqrt() * z + a.sqrt() * v
+            z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        self.assertTrue(torch.allclose(sample(guidance_from=2), z, atol=1e-6))
+        self.assertFalse(torch.allclose(sample(guidance_from=2), sample(), atol=1e-3))
+
+
 if __name__ == "__main__":
     unittest.main()

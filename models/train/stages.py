@@ -116,7 +116,7 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, steps: int,
                 guidance: float, prediction: str = PREDICTION, known: Optional[torch.Tensor] = None,
-                replace_steps: int = 0) -> torch.Tensor:
+                replace_steps: int = 0, guidance_from: int = 0) -> torch.Tensor:
     """Deterministic DDIM (η = 0) on the ModelScope schedule with classifier-free guidance, for probes and previews.
 
     ``call(z2, t2)`` runs the network on the batch doubled as [unconditional; conditional] and returns the two
@@ -124,7 +124,8 @@ def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: t
     v-prediction: x̂0 = α z - σ v, ε̂ = σ z + α v; epsilon: x̂0 = (z - σ ε) / α. Step: z = √ᾱ_prev x̂0 + √(1-ᾱ_prev) ε̂.
     ``known`` [B, C, Fc, h, w] with ``replace_steps`` = k: in each of the first k network calls the input's first Fc
     frames are √ᾱ_t known + √(1-ᾱ_t) ε (ε fresh, seeded 100 + step) while the step updates z as it was — the
-    pipeline's ``stage2.replaceOverlap`` (lib/pipeline/replace-overlap.ts)."""
+    pipeline's ``stage2.replaceOverlap`` (lib/pipeline/replace-overlap.ts). ``guidance_from`` = k: the first k
+    network calls are unguided (the conditional prediction alone, g = 1); guidance ``guidance`` from call k on."""
     ac = C.ddpm_alphas_cumprod()
     ts = list(range(999, -1, -1000 // steps))
     for i, t in enumerate(ts):
@@ -133,7 +134,7 @@ def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: t
             eps = torch.randn(known.shape, generator=torch.Generator().manual_seed(100 + i)).to(known.device)
             zin = torch.cat([ac[t].sqrt() * known + (1 - ac[t]).sqrt() * eps, z[:, :, known.shape[2]:]], 2)
         out_u, out_c = call(torch.cat([zin, zin]), torch.full((2 * z.shape[0],), float(t))).chunk(2)
-        out = out_u + guidance * (out_c - out_u)
+        out = out_u + (guidance if i >= guidance_from else 1.0) * (out_c - out_u)
         a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
         if prediction == "v_prediction":
             x0, eps = a.sqrt() * z - (1 - a).sqrt() * out, (1 - a).sqrt() * z + a.sqrt() * out
