@@ -336,7 +336,7 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
     load = _loader(model_dir)
     enc, dec = load("vae_encoder.pt"), load("vae_decoder.pt")
     prompts = M.load_prompts(n)
-    scores, kinds, right, l1 = Counter(), Counter(), Counter(), []
+    scores, kinds, right, l1, drift, size = Counter(), Counter(), Counter(), [], [], []
     with torch.no_grad():
         for i, p in enumerate(prompts):
             s = M.reference_scene(i, p)
@@ -344,6 +344,8 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
             rec = torch.cat([dec(enc(x[:, :, a:a + chunk])[0]) for a in range(0, frames, chunk)], 2)
             l1.append(float((rec.clamp(-1, 1) - x).abs().mean()))
             r = M.analyse(_to_u8(rec)[0], p)
+            drift.append(r["colour_drift"])
+            size.append(r["size_ratio"])
             for k in ("colour_ok", "shape_ok", "dir_ok"):
                 scores[k] += r[k]
             shape = world.parse_caption(p)["shape"]
@@ -351,7 +353,8 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
             right[shape] += int(r["shape_ok"])
     return {"stage": "vae", "prompts": len(prompts), "frames": frames,
             **{k: round(v / len(prompts), 3) for k, v in scores.items()},
-            "shape_by_kind": {k: f"{right[k]}/{kinds[k]}" for k in sorted(kinds)}, "l1": round(float(np.mean(l1)), 4)}
+            "shape_by_kind": {k: f"{right[k]}/{kinds[k]}" for k in sorted(kinds)}, "l1": round(float(np.mean(l1)), 4),
+            "colour_drift": round(float(np.nanmean(drift)), 2), "size_ratio": round(float(np.nanmean(size)), 3)}
 
 
 def main() -> int:
