@@ -175,8 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tone-offset", type=float, default=T.OFFSET,
                     help="with --tone-p: offset range, o ~ U(-OFFSET, OFFSET) per channel on pixels in [-1, 1]")
     ap.add_argument("--drift-p", type=float, default=0.0,
-                    help="stage2, stage2_turn: share of training windows whose conditioning frames show the object "
-                         "drifted in radius and colour, target and anchor true (session 16; see drift.py)")
+                    help="stage2, stage2_turn: share of training windows whose object gets a radius and colour of "
+                         "its own (clip and anchor), half of them with the conditioning frames drifted further "
+                         "(session 16; see drift.py)")
     ap.add_argument("--drift-size", type=float, default=D.SIZE,
                     help="with --drift-p: radius factor k, log k ~ U(-log SIZE, log SIZE) (drift.py)")
     ap.add_argument("--drift-colour", type=float, default=D.COLOUR,

@@ -446,46 +446,49 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
 
     def drifted(z0, cond, anchor, src, toned, drop_anchor):
         """Draws the drifted windows (drift.py) among those not re-toned: the clip's object (all 16 frames and the
-        anchor) gets an appearance of its own, (k1, d1), ``z0`` becomes their encoding; in half of them the
-        conditioning frames drift further, (k1 k2, d1 + d2), and where the anchor is dropped the 16 frames drift
-        with them. Fills ``z0``, ``cond``, ``anchor`` in place -> bool [B]."""
+        anchor) gets an appearance of its own, (k1, d1), ``z0`` becomes their encoding (one encoder pass for the
+        batch); in half of them the conditioning frames drift further, (k1 k2, d1 + d2), and where the anchor is
+        dropped the 16 frames drift with them. Fills ``z0``, ``cond``, ``anchor`` in place -> bool [B]: the
+        windows whose conditioning frames are not the target's frames 0-7."""
         pick = rng.random(batch) < drift_p
         pick[toned] = False
         k1, d1 = D.random_drift(rng, batch, drift_size, drift_colour)
         k2, d2 = D.random_drift(rng, batch, drift_size, drift_colour)
         extra = rng.random(batch) < 0.5
-        for j in np.nonzero(pick)[0]:
+        own = pick & extra & ~drop_anchor
+        rows = np.nonzero(pick)[0]
+        videos = []
+        for j in rows:
             ds, i, o = src[j]
             pre = ds.pre[i] if ds.pre is not None else None
             look = (float(k1[j]), d1[j])
             anchor[j] = D.render_drifted(ds.scenes[i], 0, 1, *look)[:, 0]
-            if extra[j]:
-                cond_look = (float(k1[j] * k2[j]), d1[j] + d2[j])
-                if drop_anchor[j]:
-                    look = cond_look
-            video = D.render_drifted(ds.scenes[i], ds.starts[i], 16, *look, pre, offset=o)
+            cond_look = (float(k1[j] * k2[j]), d1[j] + d2[j])
+            target_look = cond_look if extra[j] and drop_anchor[j] else look   # no anchor: follow the frames
+            video = D.render_drifted(ds.scenes[i], ds.starts[i], 16, *target_look, pre, offset=o)
+            videos.append(video)
+            cond[j] = (D.render_drifted(ds.scenes[i], ds.starts[i], 8, *cond_look, pre, offset=o) if own[j]
+                       else video[:, :8])
+        if len(rows):
             with torch.no_grad():
-                z0[j] = vae.video_encoder()(video[None].to(C.DEVICE))[0][0].to(z0)
-            cond[j] = (D.render_drifted(ds.scenes[i], ds.starts[i], 8, *cond_look, pre, offset=o)
-                       if extra[j] and not drop_anchor[j] else video[:, :8])
-        return pick
-
+                z0[torch.from_numpy(rows)] = vae.video_encoder()(torch.stack(videos).to(C.DEVICE))[0].to(z0)
+        return own
     def step():
         z0, w, cond, caps, anchor, tids, toned, src = draw()
         rt = rng.random(batch) < 0.5
         u = rng.random(batch)       # drawn in this order since run 2 (a run resumed or repeated draws the same)
         drop_cap = (u < 0.15)
         drop_anchor = (u < 0.10) | ((u >= 0.15) & (u < 0.20))
-        drift = (drifted(z0, cond, anchor, src, toned, drop_anchor) if drift_p > 0
-                 else np.zeros(batch, dtype=bool))
+        own = (drifted(z0, cond, anchor, src, toned, drop_anchor) if drift_p > 0
+               else np.zeros(batch, dtype=bool))
         z0, w = C.to_device(z0, w)
         with torch.no_grad():
             cond = C.to_device(cond)
-            if (rt & ~drift).any():     # the true frames' round trip: the decoded latents of the target's frames 0-7
-                sel = torch.from_numpy(np.nonzero(rt & ~drift)[0]).to(z0.device)
+            if (rt & ~own).any():       # the round trip of the target's frames 0-7: their latents decoded
+                sel = torch.from_numpy(np.nonzero(rt & ~own)[0]).to(z0.device)
                 cond[sel] = dec(z0[sel][:, :, :8]).clamp(-1, 1)
-            if (rt & drift).any():      # a drifted window's own round trip (its frames may drift from the target's)
-                sel = torch.from_numpy(np.nonzero(rt & drift)[0]).to(z0.device)
+            if (rt & own).any():        # conditioning frames drifted away from the target: their own round trip
+                sel = torch.from_numpy(np.nonzero(rt & own)[0]).to(z0.device)
                 cond[sel] = dec(vae.video_encoder()(cond[sel])[0]).clamp(-1, 1)
         caps = [("" if d else c) for c, d in zip(caps, drop_cap)]
         anchor[torch.from_numpy(drop_anchor)] = 0.0
