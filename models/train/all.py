@@ -80,7 +80,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--boundary-weight", str(args.boundary_weight),
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
            "--tone-offset", str(args.tone_offset), "--drift-p", str(args.drift_p), "--drift-size",
-           str(args.drift_size), "--drift-colour", str(args.drift_colour)] + what
+           str(args.drift_size), "--drift-colour", str(args.drift_colour), "--vae-edge-weight",
+           str(args.vae_edge_weight), "--vae-jitter", str(args.vae_jitter)] + what
     if args.stage2_lr is not None:
         cmd += ["--stage2-lr", str(args.stage2_lr)]
     if args.turn_terminal_p is not None:
@@ -182,6 +183,12 @@ def main(argv=None) -> int:
                     help="with --drift-p: radius factor k, log k ~ U(-log SIZE, log SIZE) (drift.py)")
     ap.add_argument("--drift-colour", type=float, default=D.COLOUR,
                     help="with --drift-p: object colour offset ~ U(-COLOUR, COLOUR) per channel on pixels in [-1, 1]")
+    ap.add_argument("--vae-edge-weight", type=float, default=0.0,
+                    help="vae, vae_ft: weight of the gradient-difference loss (components.edge_l1; session 17's "
+                         "square corners; run 2: 0)")
+    ap.add_argument("--vae-jitter", type=float, default=0.0,
+                    help="vae, vae_ft: object colour offset ~ U(-J, J) per channel on pixels in [-1, 1] "
+                         "(components.jitter_objects; session 17's off-palette colours; run 2: 0)")
     ap.add_argument("--stage2-lr", type=float, default=None,
                     help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
@@ -238,6 +245,9 @@ def main(argv=None) -> int:
         ap.error(f"--drift-p must be in [0, 1], not {args.drift_p}")
     if not (args.drift_size >= 1.0 and args.drift_colour >= 0.0):
         ap.error(f"--drift-size must be >= 1 and --drift-colour >= 0, not {args.drift_size}, {args.drift_colour}")
+    if not (args.vae_edge_weight >= 0.0 and 0.0 <= args.vae_jitter <= 1.0):
+        ap.error(f"--vae-edge-weight must be >= 0 and --vae-jitter in [0, 1], not {args.vae_edge_weight}, "
+                 f"{args.vae_jitter}")
     if args.stage2_lr is not None and not args.stage2_lr > 0:
         ap.error(f"--stage2-lr must be > 0, not {args.stage2_lr}")
     if args.collect_checkpoint and not args.collect:
@@ -257,6 +267,8 @@ def main(argv=None) -> int:
                  if name == "stage2" else {})
         if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn"):
             extra["motion_weight"] = args.motion_loss
+        if name in ("vae", "vae_ft"):
+            extra.update(edge_weight=args.vae_edge_weight, jitter=args.vae_jitter)
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p,
                          boundary_weight=args.boundary_weight)

@@ -32,12 +32,39 @@ def encode(vae, video: torch.Tensor, sample: bool = True) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ VAE
+def jitter_objects(rng: np.random.Generator, x: torch.Tensor, m: torch.Tensor, amount: float) -> torch.Tensor:
+    """``x`` [B, 3, H, W] in [-1, 1] with one random offset per frame and channel, ``U(-amount, amount)``, added to
+    the object's pixels in proportion to their coverage ``m`` [B, 1, H, W], clamped (session 17): objects in colours
+    off the world's palette, so that a decoder cannot learn to snap every object back to a palette colour."""
+    if amount <= 0:
+        return x
+    d = torch.from_numpy(rng.uniform(-amount, amount, size=(x.shape[0], 3, 1, 1)).astype(np.float32)).to(x.device)
+    return (x + m * d).clamp(-1.0, 1.0)
+
+
+def edge_l1(rec: torch.Tensor, x: torch.Tensor, wgt: torch.Tensor) -> torch.Tensor:
+    """Weighted L1 between the horizontal and vertical pixel differences of ``rec`` and ``x`` [B, 3, H, W] (a
+    gradient-difference loss, Mathieu et al. 2016, "Deep multi-scale video prediction beyond mean square error"
+    §3.2): zero for any blur-free copy, and it charges a rounded corner along the two edges it cuts short.
+    ``wgt`` [B, 1, H, W]: each difference takes the larger weight of its two pixels."""
+    out = 0.0
+    for dim in (2, 3):
+        n = x.shape[dim] - 1
+        d_rec = rec.narrow(dim, 1, n) - rec.narrow(dim, 0, n)
+        d_x = x.narrow(dim, 1, n) - x.narrow(dim, 0, n)
+        w = torch.maximum(wgt.narrow(dim, 1, n), wgt.narrow(dim, 0, n))
+        out = out + ((d_rec - d_x).abs() * w).mean() / w.mean()
+    return out
+
+
 def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1, batch: int = 8,
-              lr: float = 2e-3, kl_weight: float = 1e-4, object_weight: float = 8.0, ckpt_every: int = 500, stop_at: Optional[int] = None) -> None:
+              lr: float = 2e-3, kl_weight: float = 1e-4, object_weight: float = 8.0, ckpt_every: int = 500,
+              stop_at: Optional[int] = None, edge_weight: float = 0.0, jitter: float = 0.0) -> None:
     """Per-frame AutoencoderKL on world frames. Many small steps train this tiny VAE much faster than few big
     ones: each step is ``batch`` random 32x32 crops (3/4 from 64x64 renders, 1/4 from 128x128 renders, the stage-3
     scale; the same VAE serves as the enhancer VAE), every 4th step 4 whole 64x64 frames instead.
-    Loss: L1 + MSE (object pixels weighted 1 + object_weight) + kl_weight·KL. Afterwards the latent scale is folded into quant_conv/post_quant_conv so that
+    Loss: L1 + MSE (object pixels weighted 1 + object_weight) + kl_weight·KL, plus ``edge_weight`` x ``edge_l1``;
+    ``jitter`` > 0 draws the object in off-palette colours (``jitter_objects``). Afterwards the latent scale is folded into quant_conv/post_quant_conv so that
     encoder outputs (x0.18215 inside the module) have unit standard deviation, as the diffusion models expect."""
     final = _finish_path(out, "vae")
     if os.path.exists(final):
@@ -61,6 +88,7 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
             x = torch.cat([lo[:, :, oy:oy + 32, ox:ox + 32], hi[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
             m = torch.cat([lm[:, :, oy:oy + 32, ox:ox + 32], hm[:, :, 2 * hy:2 * hy + 32, 2 * hx:2 * hx + 32]], 0)
             x, m = C.to_device(x, m)
+        x = jitter_objects(rng, x, m, jitter)
         wgt = 1.0 + object_weight * m      # the object is small but it is what the video is about
         mean, logvar = vae.quant_conv(enc(x)).chunk(2, 1)
         logvar = logvar.clamp(-30, 20)
@@ -69,7 +97,13 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
         l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+        logged = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+        loss = l1 + mse + kl_weight * kl
+        if edge_weight > 0:
+            edge = edge_l1(rec, x, wgt)
+            loss = loss + edge_weight * edge
+            logged["edge"] = edge.item()
+        return loss, logged
     loop.run(step)
     step = loop.step
     log = loop.log
@@ -93,11 +127,12 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
 
 def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: int = 6, batch: int = 6,
                       lr: float = 1e-3, object_weight: float = 8.0, ckpt_every: int = 500,
-                      stop_at: Optional[int] = None) -> None:
+                      stop_at: Optional[int] = None, edge_weight: float = 0.0, jitter: float = 0.0) -> None:
     """Decoder-only fine-tuning of the trained VAE (-> ``vae_ft.pt``): encoder and quant_conv stay frozen, so the
     latents the diffusion models were trained on do not change; post_quant_conv + decoder learn to reconstruct
     whole frames from the posterior mean (what the pipeline decodes). Every 4th step uses two 128x128 frames
-    (the enhancer's scale). Runs on the second core while stage 1 trains. Loss as in ``train_vae`` without KL."""
+    (the enhancer's scale). Runs on the second core while stage 1 trains. Loss as in ``train_vae`` without KL
+    (``edge_weight`` and ``jitter`` as there)."""
     final = _finish_path(out, "vae_ft")
     if os.path.exists(final):
         return
@@ -113,13 +148,20 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
     def step():
         x, m = C.world_frames_masks(rng, 2, 128) if loop.step % 4 == 3 else C.world_frames_masks(rng, batch, 64)
         x, m = C.to_device(x, m)
+        x = jitter_objects(rng, x, m, jitter)
         wgt = 1.0 + object_weight * m
         with torch.no_grad():
             mean, _ = vae.quant_conv(vae.encoder(x)).chunk(2, 1)
         rec = vae.decoder(vae.post_quant_conv(mean))
         l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
-        return l1 + mse, {"l1": l1.item(), "mse": mse.item()}
+        logged = {"l1": l1.item(), "mse": mse.item()}
+        loss = l1 + mse
+        if edge_weight > 0:
+            edge = edge_l1(rec, x, wgt)
+            loss = loss + edge_weight * edge
+            logged["edge"] = edge.item()
+        return loss, logged
     loop.run(step)
     C.save_final(C.cpu_state(vae.eval()), final)
 
