@@ -79,6 +79,7 @@ from models.train import common as C  # noqa: E402
 from models.train.latents import centre_scene, turn_scene  # noqa: E402
 from models.train import tone as T  # noqa: E402
 from models.train.stages import ddim_sample  # noqa: E402
+from vae_probe import read_squares  # noqa: E402
 
 
 def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,H,W,3] uint8
@@ -301,15 +302,7 @@ def corners(model_dir: str, n: int, size: float = 0.0, ts=(100, 300, 500, 700, 8
     ac = C.ddpm_alphas_cumprod()
 
     def read(video: torch.Tensor) -> list:
-        fill, square = [], []
-        for frames, p in zip(_to_u8(video), sq):
-            lab, names = M.labels(frames, M.palette(p))
-            masks = lab == names.index(world.parse_caption(p)["colour"])
-            f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]
-            got = [v for v in (M.shape_of(m) for m in masks) if v]
-            fill.append(float(np.mean(f)) if f else float("nan"))
-            square.append(got.count("square") / max(1, len(got)))
-        return [round(float(np.nanmean(fill)), 3), round(float(np.mean(square)), 3)]
+        return read_squares(video, sq)
 
     rng = np.random.default_rng(7)
     scenes = [centre_scene(world.scene_from_caption(p, rng, "core"), 0) for p in sq]

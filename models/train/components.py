@@ -45,8 +45,9 @@ def jitter_objects(rng: np.random.Generator, x: torch.Tensor, m: torch.Tensor, a
 def edge_l1(rec: torch.Tensor, x: torch.Tensor, wgt: torch.Tensor) -> torch.Tensor:
     """Weighted L1 between the horizontal and vertical pixel differences of ``rec`` and ``x`` [B, 3, H, W] (a
     gradient-difference loss, Mathieu et al. 2016, "Deep multi-scale video prediction beyond mean square error"
-    §3.2): zero for any blur-free copy, and it charges a rounded corner along the two edges it cuts short.
-    ``wgt`` [B, 1, H, W]: each difference takes the larger weight of its two pixels."""
+    §3.2): zero for an exact copy (or one offset by a constant), and it charges a rounded corner along the two
+    edges it cuts short, where a blurred one pays little L1. ``wgt`` [B, 1, H, W]: each difference takes the
+    larger weight of its two pixels."""
     out = 0.0
     for dim in (2, 3):
         n = x.shape[dim] - 1
@@ -55,6 +56,16 @@ def edge_l1(rec: torch.Tensor, x: torch.Tensor, wgt: torch.Tensor) -> torch.Tens
         w = torch.maximum(wgt.narrow(dim, 1, n), wgt.narrow(dim, 0, n))
         out = out + ((d_rec - d_x).abs() * w).mean() / w.mean()
     return out
+
+
+def _with_edge(loss: torch.Tensor, logged: Dict[str, float], rec: torch.Tensor, x: torch.Tensor,
+               wgt: torch.Tensor, edge_weight: float) -> torch.Tensor:
+    """``loss`` + ``edge_weight`` x ``edge_l1`` (logged as ``edge``); ``loss`` itself when the weight is 0."""
+    if edge_weight <= 0:
+        return loss
+    edge = edge_l1(rec, x, wgt)
+    logged["edge"] = edge.item()
+    return loss + edge_weight * edge
 
 
 def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1, batch: int = 8,
@@ -98,12 +109,7 @@ def train_vae(out: str, steps: int = 3500, budget_s: float = 500, seed: int = 1,
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         logged = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
-        loss = l1 + mse + kl_weight * kl
-        if edge_weight > 0:
-            edge = edge_l1(rec, x, wgt)
-            loss = loss + edge_weight * edge
-            logged["edge"] = edge.item()
-        return loss, logged
+        return _with_edge(l1 + mse + kl_weight * kl, logged, rec, x, wgt, edge_weight), logged
     loop.run(step)
     step = loop.step
     log = loop.log
@@ -156,12 +162,7 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
         l1 = ((rec - x).abs() * wgt).mean() / wgt.mean()
         mse = ((rec - x).pow(2) * wgt).mean() / wgt.mean()
         logged = {"l1": l1.item(), "mse": mse.item()}
-        loss = l1 + mse
-        if edge_weight > 0:
-            edge = edge_l1(rec, x, wgt)
-            loss = loss + edge_weight * edge
-            logged["edge"] = edge.item()
-        return loss, logged
+        return _with_edge(l1 + mse, logged, rec, x, wgt, edge_weight), logged
     loop.run(step)
     C.save_final(C.cpu_state(vae.eval()), final)
 
