@@ -42,10 +42,6 @@ from models.train import drift as D  # noqa: E402
 from models.train.stages import ddim_sample  # noqa: E402
 
 
-def _u8(video: torch.Tensor) -> np.ndarray:      # [B,3,F,H,W] in [-1,1] -> [B,F,H,W,3] uint8
-    return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-
 def object_stats(frames: np.ndarray, prompt: str):
     """(mean object area in pixels per frame, mean object colour [3] in grey levels) of ``frames`` [F,H,W,3];
     the object is every pixel metrics.py labels with the prompt's colour (None, None when there is none)."""
@@ -92,7 +88,7 @@ def probe(model_dir: str, n: int, guidance: float, replace: float, what: str = "
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
                             known=enc(cond)[0], replace_steps=round(replace * steps),
                             guidance_from=guidance_from)
-            gen = _u8(dec(z))
+            gen = M.video_u8(dec(z))
             sizes, colours = [], []
             for j, p in enumerate(prompts):
                 s, c = follow(object_stats(gen[j, 8:], p), object_stats(gen[b + j, 8:], p), ks[j], deltas[j] * 127.5)
@@ -106,7 +102,7 @@ def probe(model_dir: str, n: int, guidance: float, replace: float, what: str = "
     with torch.no_grad():
         rt = [dec(enc(x)[0]) for x in (cu, du)]       # what the VAE keeps of the drift: its round trip
     for tag, (x, y) in (("cond", (cu, du)), ("vae", rt)):   # cond: the measure on the drifted frames themselves
-        x, y = _u8(x), _u8(y)
+        x, y = M.video_u8(x), M.video_u8(y)
         checks = [follow(object_stats(x[j], p), object_stats(y[j], p), ks[j], deltas[j] * 127.5)
                   for j, p in enumerate(prompts)]
         out[f"{tag}_size_gain"] = round(float(np.mean([c[0] for c in checks if c[0] is not None])), 3)

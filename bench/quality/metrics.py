@@ -327,6 +327,12 @@ def analyse(frames: np.ndarray, prompt: str) -> Dict[str, float]:
     }
 
 
+def video_u8(video) -> np.ndarray:
+    """A torch video [B, 3, F, H, W] in [-1, 1] (what the probes decode) -> uint8 frames [B, F, H, W, 3], rounded
+    as the pipeline's video output rounds them."""
+    return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
 def read_video(path: str, height: int, width: int) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.uint8)
     return raw.reshape(-1, height, width, 3)

@@ -82,10 +82,6 @@ from models.train.stages import ddim_sample  # noqa: E402
 from vae_probe import read_squares  # noqa: E402
 
 
-def _to_u8(video: torch.Tensor) -> np.ndarray:  # [B,3,F,H,W] in [-1,1] -> [B,F,H,W,3] uint8
-    return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-
 def _axis(prompt: str) -> str:
     """'vertical' for a prompt that says up or down, else 'horizontal'."""
     return "vertical" if world.parse_caption(prompt).get("direction") in ("up", "down") else "horizontal"
@@ -114,7 +110,7 @@ def stage1(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
         for seed in range(seeds):
             z = torch.randn(len(prompts), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed))
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
-            for p, frames in zip(prompts, _to_u8(dec(z))):
+            for p, frames in zip(prompts, M.video_u8(dec(z))):
                 r = M.analyse(frames, p)
                 for k in ("colour_ok", "shape_ok", "dir_ok"):
                     scores[k] += r[k]
@@ -152,7 +148,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
     cond = torch.stack([c[:, 8:16] for c in clips])          # [B,3,8,64,64] in [-1,1]
     anchor = torch.stack([c[:, 0] for c in clips])
     b = len(prompts)
-    plain = _to_u8(cond).astype(np.float32).mean(axis=(1, 2, 3))     # [B,3] the untouched frames' mean colour
+    plain = M.video_u8(cond).astype(np.float32).mean(axis=(1, 2, 3))     # [B,3] the untouched frames' mean colour
     if cond_kind == "toned":    # the same frames under one global colour transform per window (anchor untouched)
         cond = T.apply_tone(cond, *T.random_tone(np.random.default_rng(7), b))
     with torch.no_grad():
@@ -162,9 +158,9 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         known = load("vae_encoder.pt")(cond)[0]                     # the conditioning frames' latents (mean)
         z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
                         known=known, replace_steps=round(replace * steps))
-        gen = _to_u8(dec(z))
-        roundtrip = _to_u8(dec(known))                                # the conditioning frames through the VAE
-    true = _to_u8(cond)
+        gen = M.video_u8(dec(z))
+        roundtrip = M.video_u8(dec(known))                                # the conditioning frames through the VAE
+    true = M.video_u8(cond)
     acc, new_hits = Counter(), []
     tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame [H,W,3] -> mean colour [3]
     for j, (p, g, c, other) in enumerate(zip(prompts, gen, true, others)):
@@ -282,7 +278,7 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
         for seed in range(seeds):
             z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
-            for p, frames in zip(prompts, _to_u8(dec(z))):
+            for p, frames in zip(prompts, M.video_u8(dec(z))):
                 a = world.parse_caption(p)
                 lab, names = M.labels(frames, M.palette(p))
                 masks = lab == names.index(a["colour"])
@@ -336,7 +332,7 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
             x = torch.from_numpy(world.render(s, 0, frames, 64)).permute(1, 0, 2, 3)[None]   # [1,3,F,H,W]
             rec = torch.cat([dec(enc(x[:, :, a:a + chunk])[0]) for a in range(0, frames, chunk)], 2)
             l1.append(float((rec.clamp(-1, 1) - x).abs().mean()))
-            r = M.analyse(_to_u8(rec)[0], p)
+            r = M.analyse(M.video_u8(rec)[0], p)
             drift.append(r["colour_drift"])
             size.append(r["size_ratio"])
             for k in ("colour_ok", "shape_ok", "dir_ok"):

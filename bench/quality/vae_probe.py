@@ -41,10 +41,6 @@ from models.train.latents import centre_scene  # noqa: E402
 COLOUR = 0.15
 
 
-def _u8(video: torch.Tensor) -> np.ndarray:      # [B,3,F,H,W] in [-1,1] -> [B,F,H,W,3] uint8
-    return ((video.clamp(-1, 1).permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-
 def load_vae(model_dir=None, vae_file=None, decoder_file=None):
     """(encode, decode) on [B, 3, F, H, W] videos: encode gives the scaled posterior mean."""
     if model_dir:
@@ -66,7 +62,7 @@ def load_vae(model_dir=None, vae_file=None, decoder_file=None):
 def read_squares(video: torch.Tensor, prompts) -> list:
     """[mean bounding-box fill, share of frames read as a square] of the prompt-coloured object."""
     fill, square = [], []
-    for frames, p in zip(_u8(video), prompts):
+    for frames, p in zip(M.video_u8(video), prompts):
         lab, names = M.labels(frames, M.palette(p))
         masks = lab == names.index(world.parse_caption(p)["colour"])
         f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]

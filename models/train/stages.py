@@ -473,6 +473,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
             with torch.no_grad():
                 z0[torch.from_numpy(rows)] = vae.video_encoder()(torch.stack(videos).to(C.DEVICE))[0].to(z0)
         return own
+
     def step():
         z0, w, cond, caps, anchor, tids, toned, src = draw()
         rt = rng.random(batch) < 0.5
