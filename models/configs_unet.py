@@ -16,8 +16,9 @@ them while keeping the structure:
 * ``text_tokens`` / ``image_tokens``: the APM mixing Conv1d is hard-coded 93 -> 77 and LayerNorm(1024)
   (``attention_processor.Attention.__init__``), i.e. 77 text + 16 image tokens and the cross-attention width.
 """
-from dataclasses import dataclass, field
-from typing import Tuple
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence, Tuple
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,37 @@ TINY = StreamingT2VNetConfig(
 )
 
 CONFIGS = {"full": FULL, "tiny": TINY}
+
+
+def with_widths(unet: UNet3DConfig, channels: Sequence[int]) -> UNet3DConfig:
+    """``unet`` with ``block_out_channels = channels`` (e.g. a wider stage-1 UNet of the tiny model, session 18).
+
+    Every width must be a positive multiple of the config's GroupNorm groups and attention head width, and there
+    must be one per down block; a ``ValueError`` names the first rule broken. Example::
+
+        with_widths(TINY.unet, (32, 32, 64, 64))     # stage 1: 4.1 M parameters instead of 1.1 M
+    """
+    channels = tuple(int(c) for c in channels)
+    if len(channels) != len(unet.block_out_channels):
+        raise ValueError(f"expected {len(unet.block_out_channels)} block widths, got {len(channels)}: {channels}")
+    step = math.lcm(unet.norm_num_groups, unet.temporal_conv_groups, unet.attention_head_dim)
+    bad = [c for c in channels if c <= 0 or c % step]
+    if bad:
+        raise ValueError(f"block widths must be positive multiples of {step} (GroupNorm groups "
+                         f"{unet.norm_num_groups}, temporal groups {unet.temporal_conv_groups}, head width "
+                         f"{unet.attention_head_dim}); {bad[0]} is not")
+    return replace(unet, block_out_channels=channels)
+
+
+def widths_of(unet: UNet3DConfig, state: Mapping[str, "torch.Tensor"], prefix: str = "") -> UNet3DConfig:
+    """``unet`` with the block widths of a ``UNet3DConditionModel`` state dict (each down block's first conv), so
+    that a trained UNet of another width loads without naming its width again; ``prefix="base_model."`` reads a
+    ``Stage2UNet``'s. A ``ValueError`` if ``state`` is not such a state dict."""
+    keys = [f"{prefix}down_blocks.{i}.resnets.0.conv1.weight" for i in range(len(unet.block_out_channels))]
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"not a UNet3DConditionModel state dict: no {missing[0]}")
+    return with_widths(unet, [state[k].shape[0] for k in keys])
 
 
 def get_config(name: str) -> StreamingT2VNetConfig:

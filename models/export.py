@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Dict, List, Optional
 
 import torch
@@ -37,7 +38,10 @@ from . import tokenizer as tk
 from .export_components import (RESOLUTIONS, as_tuple, aten_ops, build_from_checkpoints, build_random,
                                 component_specs, count_parameters, example_inputs, ops_missing_in_libtorch_113,
                                 script_module, write_libtorch_ops_file)
+from .configs_unet import get_config as get_net_config, widths_of
 from .fused_attention import enable_fused_attention, fused_attention_available
+from .stage2 import Stage2UNet
+from .unet3d import UNet3DConditionModel
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -64,8 +68,10 @@ def _ddim_config(modelscope_dir: Optional[str]) -> dict:
     return dict(mf.MODELSCOPE_DDIM_CONFIG)
 
 
-def _with_given_weights(factories: Dict, weights_file: str) -> Dict:
-    """Wrap the random factories so each module loads ``torch.load(weights_file)[role]`` strictly."""
+def _with_given_weights(factories: Dict, weights_file: str, config: str) -> Dict:
+    """Wrap the random factories so each module loads ``torch.load(weights_file)[role]`` strictly. The stage-1
+    and stage-2 UNets are built at the block widths of their weights (``configs_unet.widths_of``): UNets wider
+    than the config's (``models.train.all --unet-channels``) export without a config of their own."""
     given = torch.load(weights_file, map_location="cpu")
     missing = [role for role in mf.ROLES if role not in given]
     if missing:
@@ -73,7 +79,13 @@ def _with_given_weights(factories: Dict, weights_file: str) -> Dict:
 
     def wrap(role):
         def build():
-            module = factories[role]()
+            net = get_net_config(config)
+            if role == "unet_stage1":
+                module = UNet3DConditionModel(widths_of(net.unet, given[role]))
+            elif role == "unet_stage2":
+                module = Stage2UNet(replace(net, unet=widths_of(net.unet, given[role], "base_model.")))
+            else:
+                module = factories[role]()
             module.load_state_dict(given[role], strict=True)
             return module
         return build
@@ -143,7 +155,7 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
     factories = (build_from_checkpoints(config, streamingt2v_ckpt, modelscope_dir, vid2vid_dir) if official
                  else build_random(config, seed))
     if weights_file is not None:
-        factories = _with_given_weights(factories, weights_file)
+        factories = _with_given_weights(factories, weights_file, config)
     vocab = max(tok.vocab.values()) + 1
     components: List[dict] = []
     needs_2 = False

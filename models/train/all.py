@@ -45,6 +45,7 @@ import time
 
 import torch
 
+from ..configs_unet import get_config as get_net_config, with_widths
 from . import common as C
 from . import components as K
 from . import latents as L
@@ -90,6 +91,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
         cmd += ["--turn-base-unet", args.turn_base_unet]
     if args.vertical_p is not None:
         cmd += ["--vertical-p", str(args.vertical_p)]
+    if args.unet_channels is not None:
+        cmd += ["--unet-channels", args.unet_channels]
     cmd += [f"--stop-at={s}" for s in args.stop_at] + [f"--steps={s}" for s in args.steps]
     return subprocess.Popen(cmd, stdout=open(os.path.join(args.out, log), "a"), stderr=subprocess.STDOUT)
 
@@ -191,6 +194,10 @@ def main(argv=None) -> int:
                          "(components.jitter_objects; session 17's off-palette colours; run 2: 0)")
     ap.add_argument("--stage2-lr", type=float, default=None,
                     help="stage2, stage2_turn: peak learning rate (default 5e-4; session 10's tone run: 2e-4)")
+    ap.add_argument("--unet-channels", metavar="C0,C1,C2,C3",
+                    help="stage1: block widths of a new stage-1 UNet instead of the config's (tiny: 16,16,32,32; "
+                         "session 18 tried 32,32,64,64); stage1_centred, stage1_more and stage 2 (base UNet and "
+                         "CAM) take the width of the UNet they start from")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
                     help="stage1_centred: add this to the loss weight of latent cells on the object's outline "
                          "(latents.boundary_cells; session 14's squares experiment)")
@@ -248,6 +255,13 @@ def main(argv=None) -> int:
     if not (args.vae_edge_weight >= 0.0 and 0.0 <= args.vae_jitter <= 1.0):
         ap.error(f"--vae-edge-weight must be >= 0 and --vae-jitter in [0, 1], not {args.vae_edge_weight}, "
                  f"{args.vae_jitter}")
+    unet_channels = None
+    if args.unet_channels is not None:
+        try:
+            unet_channels = with_widths(get_net_config(C.NET_CONFIG).unet,
+                                        [int(v) for v in args.unet_channels.split(",")]).block_out_channels
+        except ValueError as e:     # int() of a non-number, or a width the config cannot build
+            ap.error(f"--unet-channels {args.unet_channels!r}: {e}")
     if args.stage2_lr is not None and not args.stage2_lr > 0:
         ap.error(f"--stage2-lr must be > 0, not {args.stage2_lr}")
     if args.collect_checkpoint and not args.collect:
@@ -269,6 +283,8 @@ def main(argv=None) -> int:
             extra["motion_weight"] = args.motion_loss
         if name in ("vae", "vae_ft"):
             extra.update(edge_weight=args.vae_edge_weight, jitter=args.vae_jitter)
+        if name == "stage1" and unet_channels is not None:
+            extra["channels"] = unet_channels
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p,
                          boundary_weight=args.boundary_weight)

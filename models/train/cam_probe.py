@@ -14,12 +14,13 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
 from ..apm import APMImageEncoder
 from ..configs_aux import build_aux_model
-from ..configs_unet import get_config
+from ..configs_unet import get_config, widths_of
 from ..stage2 import Stage2UNet
 from . import common as C
 from . import latents as L
@@ -34,8 +35,10 @@ def _models_from_dir(model_dir: str):
 def _models_from_ckpt(data_dir: str, ckpt: str, raw: bool = False):
     net = get_config(C.NET_CONFIG)
     state = torch.load(ckpt, map_location="cpu")["modules"]
-    unet, apm = Stage2UNet(net), APMImageEncoder(net.clip, net.resampler)
-    unet.load_state_dict(state["model" if raw else "ema_model"])
+    sd = state["model" if raw else "ema_model"]
+    unet = Stage2UNet(replace(net, unet=widths_of(net.unet, sd, "base_model.")))    # any --unet-channels
+    apm = APMImageEncoder(net.clip, net.resampler)
+    unet.load_state_dict(sd)
     apm.load_state_dict(state["apm" if raw else "ema_apm"])
     text = build_aux_model("clip_text", C.NET_CONFIG)
     text.load_state_dict(torch.load(os.path.join(data_dir, "stage1.pt"), map_location="cpu")["text_encoder"])

@@ -11,7 +11,7 @@ import torch
 
 from .. import world
 from ..configs_aux import build_aux_model
-from ..configs_unet import get_config
+from ..configs_unet import get_config, widths_of
 from ..unet3d import UNet3DConditionModel
 from . import common as C
 from .stages import ddim_sample
@@ -47,14 +47,15 @@ def preview_vae(out, ckpt, path):
 @torch.no_grad()
 def preview_stage1(out, ckpt, path, steps=25, guidance=9.0, prompts=None):
     vae = _vae(out, False)
-    net = get_config(C.NET_CONFIG)
-    text, unet = build_aux_model("clip_text", C.NET_CONFIG), UNet3DConditionModel(net.unet)
+    text = build_aux_model("clip_text", C.NET_CONFIG)
     if ckpt:
         st = torch.load(os.path.join(out, "ckpt_stage1.pt"), map_location="cpu")["modules"]
-        unet.load_state_dict(st["ema_unet"]), text.load_state_dict(st["ema_text"])
+        unet_sd, text_sd = st["ema_unet"], st["ema_text"]
     else:
         st = torch.load(os.path.join(out, "stage1.pt"), map_location="cpu")
-        unet.load_state_dict(st["unet_stage1"]), text.load_state_dict(st["text_encoder"])
+        unet_sd, text_sd = st["unet_stage1"], st["text_encoder"]
+    unet = UNet3DConditionModel(widths_of(get_config(C.NET_CONFIG).unet, unet_sd))    # any --unet-channels
+    unet.load_state_dict(unet_sd), text.load_state_dict(text_sd)
     unet.eval(), text.eval()
     prompts = prompts or world.sample_captions(4, seed=7, kind=C.WORLD)
     g = torch.Generator().manual_seed(0)

@@ -28,6 +28,7 @@ AdamW, linear warm-up then cosine decay to 10 %, gradient clipping 1.0, EMA weig
   (``python3 -m models.train.cam_probe`` measures it on a checkpoint or an exported model).
 """
 import os
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -36,7 +37,7 @@ import torch
 from ..apm import APMImageEncoder
 from ..configs_aux import build_aux_model
 from .. import world
-from ..configs_unet import get_config
+from ..configs_unet import UNet3DConfig, get_config, widths_of, with_widths
 from ..stage2 import Stage2UNet
 from ..unet3d import UNet3DConditionModel
 from . import common as C
@@ -163,7 +164,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  lr: float = 1e-3, p_uncond: float = 0.1, stop_at: Optional[int] = None, more: bool = False,
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
                  xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None,
-                 centred_from: str = "stage1_more", boundary_weight: float = 0.0) -> None:
+                 centred_from: str = "stage1_more", boundary_weight: float = 0.0,
+                 channels: Optional[Tuple[int, ...]] = None) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
     from ``centred_from`` (stage1_more.pt, or stage1.pt in recipe 3) on the centred first windows
@@ -174,7 +176,10 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     of the spatial cross-attention layers (``attentions.*.attn2``: the only path from the caption to the frames);
     ``terminal_p``: see ``diffusion_loss``; ``vertical_p``: the share of windows whose caption says up or down
     (``LatentSet.windows``; default: uniform clips, about half); ``boundary_weight`` B: the loss weight of a latent
-    cell on the object's outline grows by B (``latents.boundary_cells``; session 14's squares experiment)."""
+    cell on the object's outline grows by B (``latents.boundary_cells``; session 14's squares experiment).
+    ``channels`` (``more=False`` only): the UNet's block widths instead of the config's (``configs_unet.with_widths``;
+    session 18's wider stage 1); a continuation, and stage 2 started from it, take the width of the UNet they
+    start from."""
     _check_share("vertical_p", vertical_p)
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
@@ -187,19 +192,25 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                          "stage1_centred")
     if boundary_weight < 0:
         raise ValueError(f"boundary_weight must be >= 0, not {boundary_weight}")
+    if channels is not None and more:
+        raise ValueError(f"channels set the width of a new stage-1 UNet; {name} continues one and keeps its width")
+    cfg = get_config(C.NET_CONFIG).unet
+    cfg = with_widths(cfg, channels) if channels is not None else cfg
     if os.path.exists(_finish_path(out, name)):
         return
     rng = C.seed_all(seed + (200 if centred else 100 if more else 0))
     data = L.load(out, centred=centred)
     text = build_aux_model("clip_text", C.NET_CONFIG)
-    unet = UNet3DConditionModel(get_config(C.NET_CONFIG).unet)
     if more:
         s1 = torch.load(_finish_path(out, "stage1"), map_location="cpu")
         text.load_state_dict(s1["text_encoder"])
         from_more = centred and centred_from != "stage1"
         base = torch.load(_finish_path(out, centred_from), map_location="cpu") if from_more else s1
+        unet = UNet3DConditionModel(widths_of(cfg, base["unet_stage1"]))
         unet.load_state_dict(base["unet_stage1"])
         text.eval().requires_grad_(False)
+    else:
+        unet = UNet3DConditionModel(cfg)
     if boundary_weight:
         data.w = data.w + boundary_weight * L.boundary_cells(data)
     text_trains = not more or text_lr_mult > 0
@@ -319,6 +330,15 @@ def caption_direction_gain(model: torch.nn.Module, z0: torch.Tensor, w: torch.Te
         model.train(was_training)
 
 
+def _check_same_widths(unet: UNet3DConfig, state: dict, prefix: str, path: str) -> None:
+    """A stage-2 continuation loads weights into a model built at its base stage-1 UNet's widths: weights of
+    another width get a ``ValueError`` that names both widths instead of a size-mismatch trace."""
+    got = widths_of(unet, state, prefix).block_out_channels
+    if got != tuple(unet.block_out_channels):
+        raise ValueError(f"{path}: its UNet has block widths {got}, the stage-1 UNet stage 2 starts from "
+                         f"{tuple(unet.block_out_channels)}; train both at one width (--unet-channels)")
+
+
 def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int = 3, batch: int = 8,
                  lr: float = 5e-4, alpha_lr_mult: float = 20.0, merger_lr_mult: float = 1.0,
                  stop_at: Optional[int] = None, cam_init: str = "zero", base: str = "stage1",
@@ -377,6 +397,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     text.eval().requires_grad_(False).to(C.DEVICE)
     vae.to(C.DEVICE)
     unet_weights = torch.load(_finish_path(out, base), map_location="cpu")["unet_stage1"]
+    net = replace(net, unet=widths_of(net.unet, unet_weights))     # the width of the stage-1 UNet it starts from
     model = Stage2UNet(net)
     missing, unexpected = model.base_model.load_state_dict(unet_weights, strict=False)
     assert not unexpected, unexpected
@@ -384,10 +405,12 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     apm = APMImageEncoder(net.clip, net.resampler)
     if turn and not fresh:
         s2 = torch.load(_finish_path(out, "stage2"), map_location="cpu")
+        _check_same_widths(net.unet, s2["unet_stage2"], "base_model.", _finish_path(out, "stage2"))
         model.load_state_dict(s2["unet_stage2"])
         apm.load_state_dict(s2["apm_image_encoder"])
         if turn_base_unet:
             base_sd = torch.load(_finish_path(out, turn_base_unet), map_location="cpu")["unet_stage1"]
+            _check_same_widths(net.unet, base_sd, "", _finish_path(out, turn_base_unet))
             _, unexpected = model.base_model.load_state_dict(base_sd, strict=False)
             assert not unexpected, unexpected
         dep = None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..configs_aux import build_aux_model
-from ..configs_unet import get_config
+from ..configs_unet import get_config, widths_of
 from ..unet3d import UNet3DConditionModel
 from . import common as C
 from . import latents as L
@@ -43,8 +43,9 @@ def main(argv=None) -> int:
     C.setup_torch(1)
     text = build_aux_model("clip_text", C.NET_CONFIG)
     text.load_state_dict(torch.load(args.text, map_location="cpu")["text_encoder"])
-    unet = UNet3DConditionModel(get_config(C.NET_CONFIG).unet)
-    unet.load_state_dict(torch.load(args.unet, map_location="cpu")["unet_stage1"])
+    unet_sd = torch.load(args.unet, map_location="cpu")["unet_stage1"]
+    unet = UNet3DConditionModel(widths_of(get_config(C.NET_CONFIG).unet, unet_sd))    # any --unet-channels
+    unet.load_state_dict(unet_sd)
     unet.eval().requires_grad_(False)
     text.eval().requires_grad_(False)
     emb = text.text_model.embeddings.token_embedding.weight
