@@ -78,7 +78,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--cam-init", args.cam_init, "--stage2-base", args.stage2_base, "--motion-loss", str(args.motion_loss),
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
            "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
-           "--boundary-weight", str(args.boundary_weight),
+           "--boundary-weight", str(args.boundary_weight), "--shape-pair-p", str(args.shape_pair_p),
+           "--shape-pair-weight", str(args.shape_pair_weight),
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
            "--tone-offset", str(args.tone_offset), "--drift-p", str(args.drift_p), "--drift-size",
            str(args.drift_size), "--drift-colour", str(args.drift_colour), "--vae-edge-weight",
@@ -198,6 +199,11 @@ def main(argv=None) -> int:
                     help="stage1: block widths of a new stage-1 UNet instead of the config's (tiny: 16,16,32,32; "
                          "session 18 tried 32,32,64,64); stage1_centred, stage1_more and stage 2 (base UNet and "
                          "CAM) take the width of the UNet they start from")
+    ap.add_argument("--shape-pair-p", type=float, default=0.0,
+                    help="stage1_centred: share of square and circle windows given a partner of the other shape "
+                         "(shape_pair.py; session 18); needs --shape-pair-weight")
+    ap.add_argument("--shape-pair-weight", type=float, default=0.0,
+                    help="stage1_centred: weight of the shape-pair loss (the x0 error of the pair's difference)")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
                     help="stage1_centred: add this to the loss weight of latent cells on the object's outline "
                          "(latents.boundary_cells; session 14's squares experiment)")
@@ -255,6 +261,10 @@ def main(argv=None) -> int:
     if not (args.vae_edge_weight >= 0.0 and 0.0 <= args.vae_jitter <= 1.0):
         ap.error(f"--vae-edge-weight must be >= 0 and --vae-jitter in [0, 1], not {args.vae_edge_weight}, "
                  f"{args.vae_jitter}")
+    if not (0.0 <= args.shape_pair_p <= 1.0 and args.shape_pair_weight >= 0.0) or \
+            (args.shape_pair_p > 0) != (args.shape_pair_weight > 0):
+        ap.error(f"--shape-pair-p must be in [0, 1] and --shape-pair-weight >= 0, both set or both 0; got "
+                 f"{args.shape_pair_p}, {args.shape_pair_weight}")
     unet_channels = None
     if args.unet_channels is not None:
         try:
@@ -287,7 +297,8 @@ def main(argv=None) -> int:
             extra["channels"] = unet_channels
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p,
-                         boundary_weight=args.boundary_weight)
+                         boundary_weight=args.boundary_weight, pair_p=args.shape_pair_p,
+                         pair_weight=args.shape_pair_weight)
         if name in ("stage1_centred", "stage2", "stage2_turn"):
             extra["vertical_p"] = args.vertical_p
         if name == "stage1_centred" and args.recipe == 3:

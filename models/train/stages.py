@@ -43,6 +43,7 @@ from ..unet3d import UNet3DConditionModel
 from . import common as C
 from . import latents as L
 from . import drift as D
+from . import shape_pair as SP
 from . import tone as T
 from .components import _finish_path, load_vae
 
@@ -165,7 +166,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
                  xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None,
                  centred_from: str = "stage1_more", boundary_weight: float = 0.0,
-                 channels: Optional[Tuple[int, ...]] = None) -> None:
+                 channels: Optional[Tuple[int, ...]] = None, pair_p: float = 0.0, pair_weight: float = 0.0) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
     from ``centred_from`` (stage1_more.pt, or stage1.pt in recipe 3) on the centred first windows
@@ -179,7 +180,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     cell on the object's outline grows by B (``latents.boundary_cells``; session 14's squares experiment).
     ``channels`` (``more=False`` only): the UNet's block widths instead of the config's (``configs_unet.with_widths``;
     session 18's wider stage 1); a continuation, and stage 2 started from it, take the width of the UNet they
-    start from."""
+    start from. ``pair_p``, ``pair_weight`` (``centred`` only; session 18): the share of square and circle windows
+    that get a partner of the other shape, and the weight of the pair loss on them (``shape_pair.py``)."""
     _check_share("vertical_p", vertical_p)
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
@@ -187,9 +189,12 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     if centred_from not in ("stage1", "stage1_more"):
         raise ValueError(f"centred_from must be 'stage1' or 'stage1_more', not {centred_from!r}")
     if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None
-                        or boundary_weight):
-        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight are options of "
-                         "stage1_centred")
+                        or boundary_weight or pair_p or pair_weight):
+        raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight / pair_p / "
+                         "pair_weight are options of stage1_centred")
+    if not (0.0 <= pair_p <= 1.0 and pair_weight >= 0.0) or (pair_p > 0) != (pair_weight > 0):
+        raise ValueError(f"pair_p must be in [0, 1] and pair_weight >= 0, both set or both 0; got {pair_p}, "
+                         f"{pair_weight}")
     if boundary_weight < 0:
         raise ValueError(f"boundary_weight must be >= 0, not {boundary_weight}")
     if channels is not None and more:
@@ -230,13 +235,24 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
 
+    encoder = load_vae(out).video_encoder() if pair_p > 0 else None
+
     def step():
-        z0, w, ids, _ = data.windows(rng, batch, vertical_p=vertical_p)
+        z0, w, ids, offs = data.windows(rng, batch, vertical_p=vertical_p)
         z0, w = C.to_device(z0, w)
         caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
         ctx = _text_cond(text, caps, not text_trains)
-        return diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight,
-                              terminal_p=terminal_p), {}
+        loss = diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight,
+                              terminal_p=terminal_p)
+        picks = SP.pick(rng, data, ids, pair_p) if pair_p > 0 else []
+        if not picks:
+            return loss, {}
+        zb, wb, caps_b = SP.partners(data, encoder, ids, offs, picks)
+        zb, wb = C.to_device(zb, wb)
+        own = [data.captions(ids)[j] for j in picks]       # the true captions: a pair is never unconditional
+        pair = SP.pair_loss(unet, z0[picks], zb, torch.maximum(w[picks], wb),
+                            _text_cond(text, own, not text_trains), _text_cond(text, caps_b, not text_trains), ac)
+        return loss + pair_weight * pair, {"pair": pair.item(), "pairs": len(picks)}
     loop.run(step)
     res = {"unet_stage1": emas["unet"].state_dict()}         # EMA state dicts are CPU tensors
     if text_trains:

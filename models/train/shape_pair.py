@@ -1,0 +1,84 @@
+"""Shape-pair loss for stage 1 (session 18): make "square" and "circle" change the prediction.
+
+Why: no stage-1 UNet trained so far tells a square from a circle. Given the same noise, its samples under the two
+words have the same bounding-box fill (0.759 / 0.751 shipped; 0.714 / 0.710 at 1.5x the width, session 18), and
+its x0 estimate from a true square is the same under either word at every noise level (``stage_probe.py
+corners``). The two shapes differ only in their corner cells, a small part of each window's loss, and the
+ordinary loss mixes the gradient toward them with the much larger errors every window has in position, colour
+and motion, which the word does not predict.
+
+What: some square or circle windows of a batch get a partner, the same clip re-rendered with the other shape
+(same position, size, colour, motion, background) and encoded by the VAE, with its caption's shape word swapped.
+Both are noised with the same timestep t and noise ε. With x̂0 = α z_t - σ v̂ (v-prediction) the loss is
+
+    L_pair = Σ w ((x̂0_a - x̂0_b) - (z0_a - z0_b))² / Σ w
+
+the error of the *difference* between the two estimates: whatever both get wrong alike (where the object is, the
+background) cancels, and what is left is what the shape, and at high noise only the word, accounts for. ``w`` is
+the larger of the two windows' stored cell weights (1 + 3 x object present). t is uniform over the schedule
+(the pairs are an extra term; the ordinary loss keeps its own weighting). Captions are never dropped for pairs.
+"""
+import dataclasses
+from typing import Callable, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import world
+from . import latents as L
+
+#: the pairs the loss is built from: the two shapes no stage 1 so far told apart
+PARTNER = {"square": "circle", "circle": "square"}
+
+
+def pick(rng: np.random.Generator, data: "L.LatentSet", ids, share: float) -> List[int]:
+    """Batch positions whose clip shows a square or a circle, each kept with probability ``share``."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"shape-pair share must be in [0, 1], not {share!r}")
+    return [j for j, i in enumerate(ids) if data.scenes[i].shape in PARTNER and rng.random() < share]
+
+
+def swap_shape(caption: str, shape: str) -> str:
+    """``caption`` with its shape word replaced by the partner's (the grammar has exactly one shape word)."""
+    words = caption.split(" ")
+    if words.count(shape) != 1:
+        raise ValueError(f"caption {caption!r} must name {shape!r} exactly once")
+    return " ".join(PARTNER[shape] if w == shape else w for w in words)
+
+
+@torch.no_grad()
+def partners(data: "L.LatentSet", encoder: Callable, ids, offs, picks: List[int]) -> Tuple[torch.Tensor, torch.Tensor,
+                                                                                           List[str]]:
+    """(z0 [m, 4, 16, 8, 8] posterior means, cell weights [m, 1, 16, 8, 8], captions) of the picked windows
+    re-rendered with the partner shape (``latents.render_clip`` at the window's own offset, the encoder the
+    latent set was made with)."""
+    frames, weights, caps = [], [], []
+    for j in picks:
+        i = ids[j]
+        s = data.scenes[i]
+        other = dataclasses.replace(s, shape=PARTNER[s.shape])
+        pre = data.pre[i] if data.pre is not None else None
+        f, m = L.render_clip(other, data.starts[i], 16, pre, offset=int(offs[j]))
+        frames.append(torch.from_numpy(f).permute(1, 0, 2, 3))
+        weights.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None].float(), (1, 8, 8))[0])
+        caps.append(world.caption(other))
+    mean, _ = encoder(torch.stack(frames))
+    return mean, torch.stack(weights), caps
+
+
+def pair_loss(predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], z_a: torch.Tensor,
+              z_b: torch.Tensor, w: torch.Tensor, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
+              ac: torch.Tensor) -> torch.Tensor:
+    """L_pair above for v-prediction. ``predict(z_t, t, ctx)`` -> v̂; both halves in one batch, same t and ε."""
+    m = z_a.shape[0]
+    t = torch.randint(0, ac.numel(), (m,)).to(z_a.device)
+    noise = torch.randn_like(z_a)
+    a = ac.to(z_a.device)[t]
+    al, sg = a.sqrt().view(-1, 1, 1, 1, 1), (1 - a).sqrt().view(-1, 1, 1, 1, 1)
+    zt = torch.cat([al * z_a + sg * noise, al * z_b + sg * noise])
+    v = predict(zt, torch.cat([t, t]).float(), torch.cat([ctx_a, ctx_b]))
+    x0 = torch.cat([al, al]) * zt - torch.cat([sg, sg]) * v
+    err = (x0[:m] - x0[m:]) - (z_a - z_b)
+    w = w.expand_as(err)
+    return (err ** 2 * w).sum() / w.sum()
