@@ -3,7 +3,8 @@
 * ``configs_unet.with_widths`` / ``widths_of``: the widths a state dict was built with come back from it, and
   widths the config cannot build (a GroupNorm or head width that does not divide them, a wrong count) are
   refused with a message naming the rule;
-* training: ``stage1`` builds the wider UNet, ``stage1_centred`` continues it at its own width, a continuation
+* training: ``stage1`` builds the wider UNet, ``stage1_centred`` continues it at its own width (with the
+  shape-pair loss of ``shape_pair.py`` in its step), a continuation
   asked for a width is refused, stage 2 (base UNet and CAM) is built at the width of the stage-1 UNet it starts
   from, and weights of another width are refused with both widths named;
 * export: a ``weights.pt`` holding both wider UNets exports (TorchScript checked against eager by the exporter)
@@ -81,8 +82,13 @@ class WideUNetsEndToEnd(unittest.TestCase):
             r = _train(out, "--only", "stage1", "--unet-channels", ",".join(map(str, WIDE)),
                        "--steps", "stage1=2")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-            r = _train(out, "--only", "stage1_centred", "--steps", "stage1_centred=2")
+            # the continuation also runs the shape-pair loss (shape_pair.py) inside the real training step
+            r = _train(out, "--only", "stage1_centred", "--steps", "stage1_centred=2", "--shape-pair-p", "1",
+                       "--shape-pair-weight", "20")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            with open(os.path.join(out, "losses.jsonl")) as f:
+                logged = [json.loads(line) for line in f if '"stage1_centred"' in line and '"loss"' in line]
+            self.assertTrue(logged and all(d["pairs"] >= 1 and d["pair"] > 0 for d in logged), logged)
             for name in ("stage1", "stage1_centred"):
                 sd = torch.load(os.path.join(out, f"{name}.pt"))["unet_stage1"]
                 self.assertEqual(widths_of(TINY.unet, sd).block_out_channels, WIDE, name)

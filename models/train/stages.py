@@ -240,7 +240,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     def step():
         z0, w, ids, offs = data.windows(rng, batch, vertical_p=vertical_p)
         z0, w = C.to_device(z0, w)
-        caps, _ = C.drop_captions(rng, data.captions(ids), p_uncond)
+        true_caps = data.captions(ids)
+        caps, _ = C.drop_captions(rng, true_caps, p_uncond)
         ctx = _text_cond(text, caps, not text_trains)
         loss = diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight,
                               terminal_p=terminal_p)
@@ -249,7 +250,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
             return loss, {}
         zb, wb, caps_b = SP.partners(data, encoder, ids, offs, picks)
         zb, wb = C.to_device(zb, wb)
-        own = [data.captions(ids)[j] for j in picks]       # the true captions: a pair is never unconditional
+        own = [true_caps[j] for j in picks]         # the true captions: a pair is never unconditional
         pair = SP.pair_loss(unet, z0[picks], zb, torch.maximum(w[picks], wb),
                             _text_cond(text, own, not text_trains), _text_cond(text, caps_b, not text_trains), ac)
         return loss + pair_weight * pair, {"pair": pair.item(), "pairs": len(picks)}
