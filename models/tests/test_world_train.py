@@ -126,7 +126,7 @@ class CoreWorldTest(unittest.TestCase):
         self.assertGreaterEqual(got.sum(), 12)
 
     def test_boundary_weight_is_an_option_of_stage1_centred_alone(self):
-        with self.assertRaisesRegex(ValueError, "boundary_weight are options of stage1_centred"):
+        with self.assertRaisesRegex(ValueError, "boundary_weight / pair_p / pair_weight are options of stage1_centred"):
             stages.train_stage1("/nonexistent", boundary_weight=2.0)
 
     def test_unknown_world_kind_is_an_error(self):
