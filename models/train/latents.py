@@ -97,6 +97,12 @@ def render_clip(s: world.Scene, t0: int, n: int, pre: Optional[world.Scene] = No
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
 
+def cell_weights(masks: np.ndarray) -> torch.Tensor:
+    """[1, L, 8, 8] loss weights of a clip's latent cells from its object masks [L, 64, 64]: 1, plus 3 where the
+    object covers any pixel of the cell (the weights stored with every latent set)."""
+    return 1.0 + 3.0 * F.max_pool3d(torch.from_numpy(masks)[None, None].float(), (1, 8, 8))[0]
+
+
 def turn_kw(clips: int = CLIPS) -> dict:
     """``build`` arguments of the turn set, its clip count scaled with the main set's ``clips``."""
     return {"n": max(2, round(TURN_CLIPS * clips / CLIPS)), "frames": 16, "seed": TURN_SEED, "turn": True}
@@ -126,7 +132,7 @@ def build(out: str, vae, part: int = 0, parts: int = 1, n: int = CLIPS, frames: 
         x = torch.from_numpy(f).permute(1, 0, 2, 3)[None].to(C.DEVICE)   # [1, 3, L, 64, 64]
         mean, _ = vae.video_encoder()(x)
         zs.append(mean[0].cpu())
-        ws.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None], (1, 8, 8))[0])
+        ws.append(cell_weights(m))
         anchors.append(torch.from_numpy(world.render_frame(scenes[i], 0, 64)))
     torch.save({"index": idx, "z": torch.stack(zs), "w": torch.stack(ws), "anchor": torch.stack(anchors),
                 "frames": frames, "seed": seed, "n": n, "world": C.WORLD, "centred": centred, "turn": turn},

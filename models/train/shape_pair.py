@@ -23,7 +23,6 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import world
 from . import latents as L
@@ -61,7 +60,7 @@ def partners(data: "L.LatentSet", encoder: Callable, ids, offs, picks: List[int]
         pre = data.pre[i] if data.pre is not None else None
         f, m = L.render_clip(other, data.starts[i], 16, pre, offset=int(offs[j]))
         frames.append(torch.from_numpy(f).permute(1, 0, 2, 3))
-        weights.append(1.0 + 3.0 * F.max_pool3d(torch.from_numpy(m)[None, None].float(), (1, 8, 8))[0])
+        weights.append(L.cell_weights(m))
         caps.append(world.caption(other))
     mean, _ = encoder(torch.stack(frames))
     return mean, torch.stack(weights), caps
