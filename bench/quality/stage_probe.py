@@ -17,7 +17,8 @@ without the other stage in the way (numbers for models/train/README.md).
   pipeline). ``copy_absdiff`` / ``copy_pos_err``: mean |pixel| difference and object-centroid distance (px of 64)
   between the window's positions 0-7 and the conditioning frames they re-generate; ``new_dir``: direction of the
   8 new frames alone; ``chain_dir``: direction of conditioning + new frames (16 frames); ``new_shape``,
-  ``new_colour``. ``--cond turn``: the CAM frames show the same scene moving another way (each of the three other
+  ``new_colour``; ``new_shape_by_kind`` (session 19): per prompt shape, the windows whose 8 new frames read as
+  that shape. ``--cond turn``: the CAM frames show the same scene moving another way (each of the three other
   directions for a third of the prompts), meeting the prompt's clip at the first new frame; ``new_dir`` then says
   whether the new frames follow the caption, ``new_cond_dir`` whether they keep the conditioning frames' direction.
   ``--cond corner``: the prompt's clip with its object at pixel (57, 58) in the first conditioning frame, wrapping
@@ -161,7 +162,7 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
         gen = M.video_u8(dec(z))
         roundtrip = M.video_u8(dec(known))                                # the conditioning frames through the VAE
     true = M.video_u8(cond)
-    acc, new_hits = Counter(), []
+    acc, new_hits, kinds, kept = Counter(), [], Counter(), Counter()
     tone = lambda f: f.astype(np.float32).mean((0, 1))    # noqa: E731  frame [H,W,3] -> mean colour [3]
     for j, (p, g, c, other) in enumerate(zip(prompts, gen, true, others)):
         acc["copy_absdiff"] += float(np.abs(g[:8].astype(np.float32) - c.astype(np.float32)).mean())
@@ -175,6 +176,9 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
             acc["new_cond_dir"] += float(new["detected"][2] == other)
         acc["chain_dir"] += chain["dir_ok"]
         acc["new_shape"] += new["shape_ok"]
+        kind = world.parse_caption(p)["shape"]
+        kinds[kind] += 1
+        kept[kind] += int(new["shape_ok"])
         acc["new_colour"] += new["colour_ok"]
         acc["new_still"] += float(new["still_windows"] > 0)
         # the seam: whole-frame mean colour, last conditioning frame -> first new frame (sum of |R|, |G|, |B| change)
@@ -187,7 +191,8 @@ def stage2(model_dir: str, n: int, guidance: float, steps: int = 20, seed: int =
             kept = g[8:].astype(np.float32).mean(axis=(0, 1, 2)) - plain[j]
             acc["tone_follow"] += float(kept @ shift / max(float(shift @ shift), 1e-6))
     return {"stage": 2, "cond": cond_kind, "windows": b, "guidance": guidance, "replace": replace,
-            **{k: round(v / b, 3) for k, v in acc.items()}, "new_dir_by_axis": _by_axis(prompts, new_hits)}
+            **{k: round(v / b, 3) for k, v in acc.items()}, "new_dir_by_axis": _by_axis(prompts, new_hits),
+            "new_shape_by_kind": {k: f"{kept[k]}/{kinds[k]}" for k in sorted(kinds)}}
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}

@@ -1,4 +1,4 @@
-"""The shape-pair loss (models/train/shape_pair.py; session 18) against closed forms and direct renders:
+"""The shape-pair loss (models/train/shape_pair.py; sessions 18-19) against closed forms and direct renders:
 
 * with a shared noise, a predictor that knows each half's z0 has zero pair loss, and the all-zero v predictor
   (x̂0 = α z_t) leaves exactly (1 - α²)(z0_a - z0_b) in every cell (the noise cancels in the difference);
@@ -68,7 +68,8 @@ class Partners(unittest.TestCase):
         vae = build_aux_model("vae", "tiny").eval()
         enc = vae.video_encoder()
         ids, offs = np.array([1, 0, 2]), np.array([5, 0, 2])
-        z, w, caps = SP.partners(data, enc, ids, offs, [0, 1])
+        z, w, caps, pixels = SP.partners(data, enc, ids, offs, [0, 1])
+        anchors = SP.partner_anchors(data, ids, [0, 1])
         for row, (j, want_shape) in enumerate([(0, "square"), (1, "circle")]):
             s = scenes[ids[j]]
             other = dataclasses.replace(s, shape=want_shape)
@@ -79,6 +80,8 @@ class Partners(unittest.TestCase):
             with torch.no_grad():
                 want = enc(video)[0][0]
             self.assertLess(float((z[row] - want).abs().max()), 1e-5)
+            self.assertTrue(torch.equal(pixels[row], video[0]))        # stage 2's partner conditioning frames
+            self.assertTrue(torch.equal(anchors[row], torch.from_numpy(world.render_frame(other, 0, 64))))
             mask = torch.from_numpy(np.stack([m for _, m in frames])).float()
             cells = torch.nn.functional.max_pool2d(mask[:, None], 8)[:, 0]      # [16, 8, 8]
             self.assertTrue(torch.equal(w[row, 0], 1.0 + 3.0 * cells))
@@ -104,6 +107,10 @@ class Options(unittest.TestCase):
             S.train_stage1("/nonexistent", more=True, centred=True, pair_p=0.5)
         with self.assertRaisesRegex(ValueError, "are options of stage1_centred"):
             S.train_stage1("/nonexistent", pair_p=0.5, pair_weight=10)
+        with self.assertRaisesRegex(ValueError, "both set or both 0"):
+            S.train_stage2("/nonexistent", pair_weight=10)
+        with self.assertRaisesRegex(ValueError, "pair_p and drift_p cannot be combined"):
+            S.train_stage2("/nonexistent", pair_p=0.5, pair_weight=10, drift_p=0.5)
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([sys.executable, "-m", "models.train.all", "--out", out, "--only", "stage1_centred",
                                 "--shape-pair-p", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@
   widths the config cannot build (a GroupNorm or head width that does not divide them, a wrong count) are
   refused with a message naming the rule;
 * training: ``stage1`` builds the wider UNet, ``stage1_centred`` continues it at its own width (with the
-  shape-pair loss of ``shape_pair.py`` in its step), a continuation
+  shape-pair loss of ``shape_pair.py`` in its step, as in stage 2's), a continuation
   asked for a width is refused, stage 2 (base UNet and CAM) is built at the width of the stage-1 UNet it starts
   from, and weights of another width are refused with both widths named;
 * export: a ``weights.pt`` holding both wider UNets exports (TorchScript checked against eager by the exporter)
@@ -92,8 +92,13 @@ class WideUNetsEndToEnd(unittest.TestCase):
             for name in ("stage1", "stage1_centred"):
                 sd = torch.load(os.path.join(out, f"{name}.pt"))["unet_stage1"]
                 self.assertEqual(widths_of(TINY.unet, sd).block_out_channels, WIDE, name)
-            r = _train(out, "--only", "stage2", "--steps", "stage2=2")     # from stage1.pt (--stage2-base)
+            # from stage1.pt (--stage2-base), with stage 2's shape-pair loss (partner frames, anchor, caption)
+            r = _train(out, "--only", "stage2", "--steps", "stage2=2", "--shape-pair-p", "1",
+                       "--shape-pair-weight", "20")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+            with open(os.path.join(out, "losses.jsonl")) as f:
+                logged = [json.loads(line) for line in f if '"stage2"' in line and '"loss"' in line]
+            self.assertTrue(logged and all(d["pairs"] >= 1 and d["pair"] > 0 for d in logged), logged)
             stage2 = torch.load(os.path.join(out, "stage2.pt"))
             self.assertEqual(widths_of(TINY.unet, stage2["unet_stage2"], "base_model.").block_out_channels, WIDE)
             self.assertEqual(stage2["unet_stage2"]["cam.conv_in.weight"].shape[0], WIDE[0])    # the CAM's copy too

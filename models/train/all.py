@@ -200,10 +200,11 @@ def main(argv=None) -> int:
                          "session 18 tried 32,32,64,64); stage1_centred, stage1_more and stage 2 (base UNet and "
                          "CAM) take the width of the UNet they start from")
     ap.add_argument("--shape-pair-p", type=float, default=0.0,
-                    help="stage1_centred: share of square and circle windows given a partner of the other shape "
-                         "(shape_pair.py; session 18); needs --shape-pair-weight")
+                    help="stage1_centred, stage2, stage2_turn: share of square and circle windows given a partner "
+                         "of the other shape (shape_pair.py; sessions 18-19); needs --shape-pair-weight")
     ap.add_argument("--shape-pair-weight", type=float, default=0.0,
-                    help="stage1_centred: weight of the shape-pair loss (the x0 error of the pair's difference)")
+                    help="stage1_centred, stage2, stage2_turn: weight of the shape-pair loss (the x0 error of the "
+                         "pair's difference)")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
                     help="stage1_centred: add this to the loss weight of latent cells on the object's outline "
                          "(latents.boundary_cells; session 14's squares experiment)")
@@ -307,7 +308,8 @@ def main(argv=None) -> int:
                 extra["vertical_p"] = args.vertical_p_stage1
         if name in ("stage2", "stage2_turn"):
             extra.update(tone_p=args.tone_p, tone_gain=args.tone_gain, tone_offset=args.tone_offset,
-                         drift_p=args.drift_p, drift_size=args.drift_size, drift_colour=args.drift_colour)
+                         drift_p=args.drift_p, drift_size=args.drift_size, drift_colour=args.drift_colour,
+                         pair_p=args.shape_pair_p, pair_weight=args.shape_pair_weight)
             if args.stage2_lr is not None:
                 extra["lr"] = args.stage2_lr
         if name == "stage2_turn":

@@ -17,6 +17,12 @@ the error of the *difference* between the two estimates: whatever both get wrong
 background) cancels, and what is left is what the shape, and at high noise only the word, accounts for. ``w`` is
 the larger of the two windows' stored cell weights (1 + 3 x object present). t is uniform over the schedule
 (the pairs are an extra term; the ordinary loss keeps its own weighting). Captions are never dropped for pairs.
+
+Stage 2 (session 19) uses the same loss with everything the window is conditioned on swapped too: the partner's
+conditioning frames are its own clip's frames 0-7 (or their VAE round trip where the step round-trips the
+window's), its anchor is frame 0 of the re-shaped scene (``partner_anchors``), and both halves see their own
+conditioning frames. Stage 2 draws frames 16-240 of every video, so stage 1's squares last only if stage 2 keeps
+the shape its conditioning frames, anchor and caption show.
 """
 import dataclasses
 from typing import Callable, List, Tuple
@@ -46,24 +52,36 @@ def swap_shape(caption: str, shape: str) -> str:
     return " ".join(PARTNER[shape] if w == shape else w for w in words)
 
 
+def partner_scene(s: "world.Scene") -> "world.Scene":
+    """The scene with its shape replaced by the partner's (everything else the same)."""
+    return dataclasses.replace(s, shape=PARTNER[s.shape])
+
+
 @torch.no_grad()
 def partners(data: "L.LatentSet", encoder: Callable, ids, offs, picks: List[int]) -> Tuple[torch.Tensor, torch.Tensor,
-                                                                                           List[str]]:
-    """(z0 [m, 4, 16, 8, 8] posterior means, cell weights [m, 1, 16, 8, 8], captions) of the picked windows
-    re-rendered with the partner shape (``latents.render_clip`` at the window's own offset, the encoder the
-    latent set was made with)."""
+                                                                                           List[str], torch.Tensor]:
+    """(z0 [m, 4, 16, 8, 8] posterior means, cell weights [m, 1, 16, 8, 8], captions, pixels [m, 3, 16, 64, 64]) of
+    the picked windows re-rendered with the partner shape (``latents.render_clip`` at the window's own offset, the
+    encoder the latent set was made with; z0 on the encoder's device, the rest on the CPU)."""
     frames, weights, caps = [], [], []
     for j in picks:
         i = ids[j]
-        s = data.scenes[i]
-        other = dataclasses.replace(s, shape=PARTNER[s.shape])
+        other = partner_scene(data.scenes[i])
         pre = data.pre[i] if data.pre is not None else None
         f, m = L.render_clip(other, data.starts[i], 16, pre, offset=int(offs[j]))
         frames.append(torch.from_numpy(f).permute(1, 0, 2, 3))
         weights.append(L.cell_weights(m))
         caps.append(world.caption(other))
-    mean, _ = encoder(torch.stack(frames))
-    return mean, torch.stack(weights), caps
+    video = torch.stack(frames)
+    mean, _ = encoder(video.to(next(encoder.parameters()).device))
+    return mean, torch.stack(weights), caps, video
+
+
+def partner_anchors(data: "L.LatentSet", ids, picks: List[int]) -> torch.Tensor:
+    """[m, 3, 64, 64]: the anchors (scene frame 0, as ``latents.build`` stores them) of the picked windows' partner
+    scenes."""
+    return torch.stack([torch.from_numpy(world.render_frame(partner_scene(data.scenes[ids[j]]), 0, 64))
+                        for j in picks])
 
 
 def pair_loss(predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], z_a: torch.Tensor,

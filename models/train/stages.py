@@ -235,7 +235,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
 
-    encoder = load_vae(out).video_encoder() if pair_p > 0 else None
+    encoder = load_vae(out).to(C.DEVICE).video_encoder() if pair_p > 0 else None
 
     def step():
         z0, w, ids, offs = data.windows(rng, batch, vertical_p=vertical_p)
@@ -248,7 +248,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         picks = SP.pick(rng, data, ids, pair_p) if pair_p > 0 else []
         if not picks:
             return loss, {}
-        zb, wb, caps_b = SP.partners(data, encoder, ids, offs, picks)
+        zb, wb, caps_b, _ = SP.partners(data, encoder, ids, offs, picks)
         zb, wb = C.to_device(zb, wb)
         own = [true_caps[j] for j in picks]         # the true captions: a pair is never unconditional
         pair = SP.pair_loss(unet, z0[picks], zb, torch.maximum(w[picks], wb),
@@ -364,7 +364,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                  turn_base_unet: Optional[str] = None, vertical_p: Optional[float] = None,
                  tone_p: float = 0.0, tone_gain: float = T.GAIN, tone_offset: float = T.OFFSET,
                  drift_p: float = 0.0, drift_size: float = D.SIZE, drift_colour: float = D.COLOUR,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, pair_p: float = 0.0, pair_weight: float = 0.0) -> None:
     """Stage 2 (CAM + APM) -> stage2.pt; see the module docstring. ``base``: the stage-1 result whose UNet starts
     the base UNet and the CAM ("stage1" as in run 2, "stage1_more" once that has finished, "stage1_centred").
     ``fresh`` (with ``turn``; recipe 3): stage2_turn.pt starts from ``base`` as stage2.pt does, with the turn
@@ -390,7 +390,10 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     ranges ``tone_gain``, ``tone_offset``). ``drift_p`` (session 16): the share of the other windows whose object
     gets a radius and colour of its own (the whole clip and the anchor), half of them with the conditioning frames
     drifted further, so that the window keeps the object's appearance and the anchor pulls a drift back
-    (``drift.py``; its ranges ``drift_size``, ``drift_colour``)."""
+    (``drift.py``; its ranges ``drift_size``, ``drift_colour``). ``pair_p``, ``pair_weight`` (session 19): the
+    shape-pair loss of ``shape_pair.py`` on a share of the main set's square and circle windows that are not
+    re-toned, the partner with its own conditioning frames, anchor and caption (not with ``drift_p``, whose
+    windows have no partner render)."""
     if cam_init not in ("zero", "small"):
         raise ValueError(f"cam_init must be 'zero' or 'small', not {cam_init!r}")
     if base not in ("stage1", "stage1_more", "stage1_centred"):
@@ -400,6 +403,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     for flag, v in (("tone_p", tone_p), ("drift_p", drift_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
                     ("turn_terminal_p", turn_terminal_p), ("vertical_p", vertical_p)):
         _check_share(flag, v)
+    if not (0.0 <= pair_p <= 1.0 and pair_weight >= 0.0) or (pair_p > 0) != (pair_weight > 0):
+        raise ValueError(f"pair_p must be in [0, 1] and pair_weight >= 0, both set or both 0; got {pair_p}, "
+                         f"{pair_weight}")
+    if pair_p > 0 and drift_p > 0:
+        raise ValueError("pair_p and drift_p cannot be combined: a drifted window has no partner render")
     name = "stage2_turn" if turn else "stage2"
     if os.path.exists(_finish_path(out, name)):
         return
@@ -514,6 +522,35 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                 z0[torch.from_numpy(rows)] = vae.video_encoder()(torch.stack(videos).to(C.DEVICE))[0].to(z0)
         return own
 
+    encoder = vae.video_encoder() if pair_p > 0 else None
+
+    def pair_term(z0, w, cond, main_src, rt, toned):
+        """(L_pair, pairs) of the step (shape_pair.py): a share ``pair_p`` of the main set's square and circle
+        windows, re-toned ones excepted, against partners with their own conditioning frames (true frames 0-7, or
+        their round trip where the window's are round-tripped), anchor and caption; never unconditional."""
+        ids = [i for _, i, _ in main_src]
+        offs = [o for _, _, o in main_src]
+        picks = [j for j in SP.pick(rng, data, ids, pair_p) if j not in toned]
+        if not picks:
+            return None, 0
+        zb, wb, caps_b, video_b = SP.partners(data, encoder, ids, offs, picks)
+        zb, wb = C.to_device(zb, wb)
+        with torch.no_grad():
+            cond_b = C.to_device(video_b[:, :, :8])
+            trip = torch.tensor([k for k, j in enumerate(picks) if rt[j]], dtype=torch.long)
+            if len(trip):
+                cond_b[trip] = dec(zb[trip][:, :, :8]).clamp(-1, 1)
+            anchors = C.to_device(torch.cat([data.anchor[torch.tensor([ids[j] for j in picks])],
+                                             SP.partner_anchors(data, ids, picks)]))
+        m, pj = len(picks), torch.tensor(picks, dtype=torch.long)
+        image = apm(anchors)
+        ctx_a = torch.cat([_text_cond(text, data.captions([ids[j] for j in picks]), True), image[:m]], 1)
+        ctx_b = torch.cat([_text_cond(text, caps_b, True), image[m:]], 1)
+        both = torch.cat([cond[pj], cond_b])
+        pair = SP.pair_loss(lambda zt, t, c: model(zt, t, c, both), z0[pj], zb, torch.maximum(w[pj], wb),
+                            ctx_a, ctx_b, ac)
+        return pair, m
+
     def step():
         z0, w, cond, caps, anchor, tids, toned, src = draw()
         rt = rng.random(batch) < 0.5
@@ -542,6 +579,11 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
                               terminal_p=tp)
         gate = float(torch.stack([a.detach().abs() for a in alphas]).mean()) if alphas else 0.0
         info = {"apm_gate_abs": gate}
+        if pair_p > 0:
+            pair, n = pair_term(z0, w, cond, src[:batch - len(tids)], rt, set(toned.tolist()))
+            if n:
+                loss = loss + pair_weight * pair
+                info.update(pair=pair.item(), pairs=n)
         if loop.step == 0 or (loop.step + 1) % 100 == 0:  # logged with steps 1, 100, 200, ...
             info["cam_gain"] = cam_gain(model, z0, w, ctx, cond, ac)
             if len(tids):       # the turn clips of the batch: own caption vs the conditioning frames' direction
