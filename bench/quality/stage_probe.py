@@ -6,6 +6,7 @@ without the other stage in the way (numbers for models/train/README.md).
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py shapes --model models/default [--seeds 2]
+    /usr/bin/python3 bench/quality/stage_probe.py shapes2 --model models/default [--seeds 2] [--replace 0.9]
     /usr/bin/python3 bench/quality/stage_probe.py corners --model models/default
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
@@ -50,6 +51,11 @@ without the other stage in the way (numbers for models/train/README.md).
   the same prompts with "circle" or "triangle" instead (same noise for the three): the object's mean bounding-box
   fill per shape word (upright square 1, circle 0.79, triangle 0.5; metrics.py reads >= 0.9 as a square) and the
   share of frames read as the prompt's shape.
+* ``shapes2`` (session 19): does stage 2 keep a square it is shown? For the square prompts, one stage-2 window
+  conditioned as in ``stage2`` (true frames 8-15 as CAM input, frame 0 as anchor, guidance 4, ``--replace``) on
+  the prompt's clip and on the same clip with a circle or a triangle (caption word swapped to match; same noise
+  for the three): mean bounding-box fill of the 8 new frames' object and the share of them read as the prompt's
+  shape, per shape (``--seeds`` noises; as ``shapes`` does for stage 1).
 * ``corners`` (session 14): where the squares' corners are lost. True renders of the square prompts (object at the
   frame centre, 16 frames), the VAE round trip, and the stage-1 UNet's x0 estimate from them noised at t = 100 ..
   950 with the caption saying "square" or "circle" (same noise), decoded: mean bounding-box fill and share of frames
@@ -269,6 +275,18 @@ def words(model_dir: str, n: int, ts=(300, 600, 800, 950), which: str = "stage1"
     return {"stage": "words", "unet": which, "clips": len(prompts), "timesteps": list(ts), **out}
 
 
+def _read_shape(prompt: str, frames: np.ndarray, fills: dict, hits: dict) -> None:
+    """Appends the object's mean bounding-box fill over ``frames`` and the share of them metrics.shape_of reads as
+    the prompt's shape to ``fills`` / ``hits`` under the prompt's shape."""
+    a = world.parse_caption(prompt)
+    lab, names = M.labels(frames, M.palette(prompt))
+    masks = lab == names.index(a["colour"])
+    f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]
+    got = [v for v in (M.shape_of(m) for m in masks) if v]
+    fills.setdefault(a["shape"], []).append(float(np.mean(f)) if f else float("nan"))
+    hits.setdefault(a["shape"], []).append(got.count(a["shape"]) / max(1, len(got)))
+
+
 def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25) -> dict:
     """Stage-1 samples of the benchmark's square prompts and of the same prompts with "circle" and "triangle" in
     place of "square" (same noise for the three): the mean bounding-box fill of the object per shape word, and the
@@ -284,14 +302,40 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
             z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx), z, steps, guidance)
             for p, frames in zip(prompts, M.video_u8(dec(z))):
-                a = world.parse_caption(p)
-                lab, names = M.labels(frames, M.palette(p))
-                masks = lab == names.index(a["colour"])
-                f = [M.bbox_fill(c) for c in (M.object_component(m) for m in masks) if c is not None]
-                got = [v for v in (M.shape_of(m) for m in masks) if v]
-                fills.setdefault(a["shape"], []).append(float(np.mean(f)) if f else float("nan"))
-                hits.setdefault(a["shape"], []).append(got.count(a["shape"]) / max(1, len(got)))
+                _read_shape(p, frames, fills, hits)
     return {"stage": "shapes", "samples_per_shape": len(sq) * seeds, "guidance": guidance,
+            "fill": {k: round(float(np.nanmean(v)), 3) for k, v in fills.items()},
+            "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
+
+
+def shapes2(model_dir: str, n: int, seeds: int, guidance: float, replace: float, steps: int = 20) -> dict:
+    """See the module docstring (``shapes2``)."""
+    load = _loader(model_dir)
+    unet, text, apm, enc, dec = (load(f"{k}.pt") for k in ("unet_stage2", "text_encoder", "apm_image_encoder",
+                                                           "vae_encoder", "vae_decoder"))
+    sq = [p for p in M.load_prompts(n) if " square " in p]
+    rng = np.random.default_rng(5)
+    scenes = [world.scene_from_caption(p, rng, "core") for p in sq]
+    prompts, clips = [], []
+    for k in ("square", "circle", "triangle"):
+        for p, sc in zip(sq, scenes):
+            prompts.append(p.replace(" square ", f" {k} "))
+            clips.append(torch.from_numpy(world.render(dataclasses.replace(sc, shape=k), 0, 16, 64)).permute(1, 0, 2, 3))
+    cond = torch.stack([c[:, 8:16] for c in clips])
+    anchor = torch.stack([c[:, 0] for c in clips])
+    b = len(prompts)
+    fills, hits = {}, {}
+    with torch.no_grad():
+        ctx = torch.cat([torch.cat([text(C.token_ids([""] * b)), apm(torch.zeros_like(anchor))], 1),
+                         torch.cat([text(C.token_ids(prompts)), apm(anchor)], 1)])
+        known = enc(cond)[0]
+        for seed in range(seeds):
+            z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
+            z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
+                            known=known, replace_steps=round(replace * steps))
+            for p, frames in zip(prompts, M.video_u8(dec(z))[:, 8:]):     # the 8 new frames
+                _read_shape(p, frames, fills, hits)
+    return {"stage": "shapes2", "windows_per_shape": len(sq) * seeds, "guidance": guidance, "replace": replace,
             "fill": {k: round(float(np.nanmean(v)), 3) for k, v in fills.items()},
             "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
 
@@ -353,10 +397,10 @@ def vae(model_dir: str, n: int, frames: int = 240, chunk: int = 16) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes", "corners"])
+    ap.add_argument("stage", choices=["stage1", "stage2", "words", "vae", "shapes", "shapes2", "corners"])
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--prompts", type=int, default=24)
-    ap.add_argument("--seeds", type=int, default=2, help="stage1, shapes: samples per prompt")
+    ap.add_argument("--seeds", type=int, default=2, help="stage1, shapes, shapes2: samples per prompt")
     ap.add_argument("--unet", choices=["stage1", "stage2"], default="stage1",
                     help="words: which UNet (stage2: CAM frames = the clip's true frames 0-7, anchor = frame 0, "
                          "error on frames 8-15)")
@@ -369,8 +413,8 @@ def main() -> int:
     ap.add_argument("--size", type=float, default=0.0,
                     help="corners: every square's size (radius, world units of 64; default: the prompts' own, 12-15)")
     ap.add_argument("--replace", type=float, default=0.0,
-                    help="stage2: share of the steps (from the first) whose overlap positions get the conditioning "
-                         "frames' own noised latents, as the pipeline's stage2.replaceOverlap (session 11)")
+                    help="stage2, shapes2: share of the steps (from the first) whose overlap positions get the "
+                         "conditioning frames' own noised latents, as the pipeline's stage2.replaceOverlap (session 11)")
     args = ap.parse_args()
     if args.size < 0:
         ap.error(f"--size must be >= 0 (0: the prompts' own sizes), not {args.size}")
@@ -385,6 +429,9 @@ def main() -> int:
         res = corners(args.model, args.prompts, args.size)
     elif args.stage == "shapes":
         res = shapes(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
+    elif args.stage == "shapes2":
+        res = shapes2(args.model, args.prompts, args.seeds, 4.0 if args.guidance is None else args.guidance,
+                      args.replace)
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:
