@@ -49,6 +49,7 @@ from ..configs_unet import get_config as get_net_config, with_widths
 from . import common as C
 from . import components as K
 from . import latents as L
+from . import shape_pair as SP
 from . import stages as S
 from . import drift as D
 from . import tone as T
@@ -262,10 +263,10 @@ def main(argv=None) -> int:
     if not (args.vae_edge_weight >= 0.0 and 0.0 <= args.vae_jitter <= 1.0):
         ap.error(f"--vae-edge-weight must be >= 0 and --vae-jitter in [0, 1], not {args.vae_edge_weight}, "
                  f"{args.vae_jitter}")
-    if not (0.0 <= args.shape_pair_p <= 1.0 and args.shape_pair_weight >= 0.0) or \
-            (args.shape_pair_p > 0) != (args.shape_pair_weight > 0):
-        ap.error(f"--shape-pair-p must be in [0, 1] and --shape-pair-weight >= 0, both set or both 0; got "
-                 f"{args.shape_pair_p}, {args.shape_pair_weight}")
+    try:
+        SP.check_options(args.shape_pair_p, args.shape_pair_weight, ("--shape-pair-p", "--shape-pair-weight"))
+    except ValueError as e:
+        ap.error(str(e))
     unet_channels = None
     if args.unet_channels is not None:
         try:

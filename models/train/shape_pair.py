@@ -37,6 +37,13 @@ from . import latents as L
 PARTNER = {"square": "circle", "circle": "square"}
 
 
+def check_options(p: float, weight: float, names: Tuple[str, str] = ("pair_p", "pair_weight")) -> None:
+    """Raises ValueError unless the share ``p`` is in [0, 1], ``weight`` >= 0 and both are set or both 0 (the
+    trainers' keywords, or the CLI's flags as ``names``)."""
+    if not (0.0 <= p <= 1.0 and weight >= 0.0) or (p > 0) != (weight > 0):
+        raise ValueError(f"{names[0]} must be in [0, 1] and {names[1]} >= 0, both set or both 0; got {p}, {weight}")
+
+
 def pick(rng: np.random.Generator, data: "L.LatentSet", ids, share: float) -> List[int]:
     """Batch positions whose clip shows a square or a circle, each kept with probability ``share``."""
     if not 0.0 <= share <= 1.0:

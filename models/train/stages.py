@@ -192,9 +192,7 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                         or boundary_weight or pair_p or pair_weight):
         raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight / pair_p / "
                          "pair_weight are options of stage1_centred")
-    if not (0.0 <= pair_p <= 1.0 and pair_weight >= 0.0) or (pair_p > 0) != (pair_weight > 0):
-        raise ValueError(f"pair_p must be in [0, 1] and pair_weight >= 0, both set or both 0; got {pair_p}, "
-                         f"{pair_weight}")
+    SP.check_options(pair_p, pair_weight)
     if boundary_weight < 0:
         raise ValueError(f"boundary_weight must be >= 0, not {boundary_weight}")
     if channels is not None and more:
@@ -403,9 +401,7 @@ def train_stage2(out: str, steps: int = 1500, budget_s: float = 2100, seed: int 
     for flag, v in (("tone_p", tone_p), ("drift_p", drift_p), ("turn_p", turn_p), ("terminal_p", terminal_p),
                     ("turn_terminal_p", turn_terminal_p), ("vertical_p", vertical_p)):
         _check_share(flag, v)
-    if not (0.0 <= pair_p <= 1.0 and pair_weight >= 0.0) or (pair_p > 0) != (pair_weight > 0):
-        raise ValueError(f"pair_p must be in [0, 1] and pair_weight >= 0, both set or both 0; got {pair_p}, "
-                         f"{pair_weight}")
+    SP.check_options(pair_p, pair_weight)
     if pair_p > 0 and drift_p > 0:
         raise ValueError("pair_p and drift_p cannot be combined: a drifted window has no partner render")
     name = "stage2_turn" if turn else "stage2"
