@@ -6,7 +6,7 @@ without the other stage in the way (numbers for models/train/README.md).
     /usr/bin/python3 bench/quality/stage_probe.py words --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py vae --model models/default
     /usr/bin/python3 bench/quality/stage_probe.py shapes --model models/default [--seeds 2]
-    /usr/bin/python3 bench/quality/stage_probe.py shapes2 --model models/default [--seeds 2] [--replace 0.9]
+    /usr/bin/python3 bench/quality/stage_probe.py shapes2 --model models/default [--seeds 2] [--replace 0.9] [--init-start 8]
     /usr/bin/python3 bench/quality/stage_probe.py corners --model models/default
 
 * ``stage1``: 16-frame samples of ``unet_stage1.pt`` (DDIM, 25 steps, v-prediction, classifier-free guidance on
@@ -55,7 +55,9 @@ without the other stage in the way (numbers for models/train/README.md).
   conditioned as in ``stage2`` (true frames 8-15 as CAM input, frame 0 as anchor, guidance 4, ``--replace``) on
   the prompt's clip and on the same clip with a circle or a triangle (caption word swapped to match; same noise
   for the three): mean bounding-box fill of the 8 new frames' object and the share of them read as the prompt's
-  shape, per shape (``--seeds`` noises; as ``shapes`` does for stage 1).
+  shape, per shape (``--seeds`` noises; as ``shapes`` does for stage 1). ``--init-start K`` (session 20): SDEdit
+  from the conditioning frames: the window starts at the K-th of the 20 timesteps from its conditioning frames'
+  latents with the last one repeated in positions 8-15, noised to that step (K = 4, 8, 12: strength 0.8, 0.6, 0.4).
 * ``corners`` (session 14): where the squares' corners are lost. True renders of the square prompts (object at the
   frame centre, 16 frames), the VAE round trip, and the stage-1 UNet's x0 estimate from them noised at t = 100 ..
   950 with the caption saying "square" or "circle" (same noise), decoded: mean bounding-box fill and share of frames
@@ -308,7 +310,8 @@ def shapes(model_dir: str, n: int, seeds: int, guidance: float, steps: int = 25)
             "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
 
 
-def shapes2(model_dir: str, n: int, seeds: int, guidance: float, replace: float, steps: int = 20) -> dict:
+def shapes2(model_dir: str, n: int, seeds: int, guidance: float, replace: float, steps: int = 20,
+            init_start: int = 0) -> dict:
     """See the module docstring (``shapes2``)."""
     load = _loader(model_dir)
     unet, text, apm, enc, dec = (load(f"{k}.pt") for k in ("unet_stage2", "text_encoder", "apm_image_encoder",
@@ -331,11 +334,13 @@ def shapes2(model_dir: str, n: int, seeds: int, guidance: float, replace: float,
         known = enc(cond)[0]
         for seed in range(seeds):
             z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
+            init = torch.cat([known, known[:, :, -1:].expand(-1, -1, 8, -1, -1)], 2) if init_start else None
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
-                            known=known, replace_steps=round(replace * steps))
+                            known=known, replace_steps=round(replace * steps), init=init, start=init_start)
             for p, frames in zip(prompts, M.video_u8(dec(z))[:, 8:]):     # the 8 new frames
                 _read_shape(p, frames, fills, hits)
     return {"stage": "shapes2", "windows_per_shape": len(sq) * seeds, "guidance": guidance, "replace": replace,
+            **({"init_start": init_start} if init_start else {}),
             "fill": {k: round(float(np.nanmean(v)), 3) for k, v in fills.items()},
             "frames_read_as_prompt_shape": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
 
@@ -415,7 +420,12 @@ def main() -> int:
     ap.add_argument("--replace", type=float, default=0.0,
                     help="stage2, shapes2: share of the steps (from the first) whose overlap positions get the "
                          "conditioning frames' own noised latents, as the pipeline's stage2.replaceOverlap (session 11)")
+    ap.add_argument("--init-start", type=int, default=0,
+                    help="shapes2: start at this of the 20 steps from the conditioning frames' latents (SDEdit; "
+                         "session 20); 0: from pure noise, as the pipeline")
     args = ap.parse_args()
+    if not 0 <= args.init_start < 20:
+        ap.error(f"--init-start must be in [0, 19], not {args.init_start}")
     if args.size < 0:
         ap.error(f"--size must be >= 0 (0: the prompts' own sizes), not {args.size}")
     if not 0.0 <= args.replace <= 1.0:
@@ -431,7 +441,7 @@ def main() -> int:
         res = shapes(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     elif args.stage == "shapes2":
         res = shapes2(args.model, args.prompts, args.seeds, 4.0 if args.guidance is None else args.guidance,
-                      args.replace)
+                      args.replace, init_start=args.init_start)
     elif args.stage == "stage1":
         res = stage1(args.model, args.prompts, args.seeds, 5.0 if args.guidance is None else args.guidance)
     else:

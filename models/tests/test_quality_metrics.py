@@ -7,6 +7,8 @@
 * a real cut (two scenes spliced) and a window-seam flicker (a known tint added to every other 8-frame window
   from frame 16, as a stage-2 window that restarts the global tone would) are found where they were put;
 * an object recoloured from a given frame on is one ``colour_turns``.
+* ``seam_ease.ease`` (session 20's offline probe) takes a known tone step at a seam out of the first L new frames,
+  linearly, leaves the other frames alone and skips steps below ``min_step``.
 
 Numpy only (no torch); 240 frames of 64x64 per video, as the benchmark scores them.
 """
@@ -19,6 +21,7 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench", "quality"))
 import metrics  # noqa: E402
+import seam_ease  # noqa: E402
 from models import world  # noqa: E402
 
 PROMPTS = ["a red circle moving to the left on a plain black background",
@@ -122,6 +125,29 @@ class AnalyseTest(unittest.TestCase):
         mid = v.copy()
         mid[88:][is_red[88:]] = np.round(yellow * 255).astype(np.uint8)
         self.assertEqual(metrics.analyse(mid, p)["colour_turns"], 1)
+
+
+
+class SeamEaseTest(unittest.TestCase):
+    def test_a_tone_step_at_a_seam_is_spread_over_l_frames_and_nothing_else_moves(self):
+        v = true_video(PROMPTS[2], 2, 48).astype(np.int16)
+        v[24:, :, :, 0] = np.clip(v[24:, :, :, 0] - 40, 0, 255)      # red channel down by 40 from seam 24 on
+        v = v.astype(np.uint8)
+        m = v.astype(np.float64).mean(axis=(1, 2))
+        step = m[24] - m[23]
+        out = seam_ease.ease(v, 4)
+        got = out.astype(np.float64).mean(axis=(1, 2))
+        untouched = [i for i in range(48) if not 24 <= i < 28 and not 16 <= i < 20]
+        self.assertTrue(np.array_equal(out[untouched], v[untouched]))
+        for k in range(4):          # shown = frame - step (4 - k) / 4, every pixel alike (no clipping here: +40 max)
+            want = np.clip(np.round(v[24 + k].astype(np.float64) - step * (4 - k) / 4), 0, 255)
+            self.assertTrue(np.array_equal(out[24 + k], want.astype(np.uint8)), k)
+        self.assertLess(np.abs(got[24] - got[23]).sum(), 1.0)          # the seam no longer steps
+        self.assertGreater(np.abs(step).sum(), 5.0)                     # a real step was there to ease
+        # other seams (16, 32, 40) step by the object's own motion alone, well under half a grey level a pixel, so
+        # their eased frames round back to themselves; below min_step the seam is left as it is
+        self.assertTrue(np.array_equal(seam_ease.ease(v, 4, min_step=float(np.abs(step).sum()) + 1)[24:28],
+                                       v[24:28]))
 
 
 if __name__ == "__main__":

@@ -82,13 +82,15 @@ class WideUNetsEndToEnd(unittest.TestCase):
             r = _train(out, "--only", "stage1", "--unet-channels", ",".join(map(str, WIDE)),
                        "--steps", "stage1=2")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-            # the continuation also runs the shape-pair loss (shape_pair.py) inside the real training step
+            # the continuation also runs the shape- and direction-pair losses (shape_pair.py) inside the real
+            # training step
             r = _train(out, "--only", "stage1_centred", "--steps", "stage1_centred=2", "--shape-pair-p", "1",
-                       "--shape-pair-weight", "20")
+                       "--shape-pair-weight", "20", "--dir-pair-p", "1", "--dir-pair-weight", "5")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             with open(os.path.join(out, "losses.jsonl")) as f:
                 logged = [json.loads(line) for line in f if '"stage1_centred"' in line and '"loss"' in line]
             self.assertTrue(logged and all(d["pairs"] >= 1 and d["pair"] > 0 for d in logged), logged)
+            self.assertTrue(all(d["dir_pairs"] == 8 and d["dir_pair"] > 0 for d in logged), logged)
             for name in ("stage1", "stage1_centred"):
                 sd = torch.load(os.path.join(out, f"{name}.pt"))["unet_stage1"]
                 self.assertEqual(widths_of(TINY.unet, sd).block_out_channels, WIDE, name)

@@ -126,7 +126,8 @@ class CoreWorldTest(unittest.TestCase):
         self.assertGreaterEqual(got.sum(), 12)
 
     def test_boundary_weight_is_an_option_of_stage1_centred_alone(self):
-        with self.assertRaisesRegex(ValueError, "boundary_weight / pair_p / pair_weight are options of stage1_centred"):
+        with self.assertRaisesRegex(ValueError, "boundary_weight / pair_p / pair_weight / dir_pair_p / dir_pair_weight are options of "
+                                                "stage1_centred"):
             stages.train_stage1("/nonexistent", boundary_weight=2.0)
 
     def test_unknown_world_kind_is_an_error(self):
@@ -390,6 +391,31 @@ class DdimReplacementTest(unittest.TestCase):
             z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         self.assertTrue(torch.allclose(sample(guidance_from=2), z, atol=1e-6))
         self.assertFalse(torch.allclose(sample(guidance_from=2), sample(), atol=1e-3))
+
+    def test_start_k_begins_at_the_kth_timestep_from_the_noised_init(self):
+        z0 = torch.randn(1, 4, 3, 3, 3, generator=torch.Generator().manual_seed(4))
+        init = torch.randn(1, 4, 3, 3, 3, generator=torch.Generator().manual_seed(5))
+        seen = []
+
+        def call(z2, t2):           # records (t, input); v = 0.2 z
+            seen.append((float(t2[0]), z2[:1].clone()))
+            return 0.2 * z2
+
+        steps, k = 5, 2
+        got = stages.ddim_sample(call, z0.clone(), steps, 3.0, init=init, start=k)
+        ac = stages.C.ddpm_alphas_cumprod()
+        ts = list(range(999, -1, -1000 // steps))
+        self.assertEqual([t for t, _ in seen], [float(t) for t in ts[k:]])
+        z = ac[ts[k]].sqrt() * init + (1 - ac[ts[k]]).sqrt() * z0          # SDEdit: init noised to the k-th step
+        self.assertTrue(torch.allclose(seen[0][1], z, atol=1e-6))
+        for i, t in enumerate(ts[k:], k):
+            a, a_prev = ac[t], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
+            x0, eps = a.sqrt() * z - (1 - a).sqrt() * 0.2 * z, (1 - a).sqrt() * z + a.sqrt() * 0.2 * z
+            z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        self.assertTrue(torch.allclose(got, z, atol=1e-6))
+        for bad in ({"start": 2}, {"start": steps, "init": init}):
+            with self.assertRaisesRegex(ValueError, "start must be in"):
+                stages.ddim_sample(call, z0.clone(), steps, 3.0, **bad)
 
 
 if __name__ == "__main__":

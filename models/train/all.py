@@ -80,7 +80,8 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--device", args.device, "--batch-mult", str(args.batch_mult), "--text-lr-mult", str(args.text_lr_mult),
            "--xattn-lr-mult", str(args.xattn_lr_mult), "--terminal-p", str(args.terminal_p),
            "--boundary-weight", str(args.boundary_weight), "--shape-pair-p", str(args.shape_pair_p),
-           "--shape-pair-weight", str(args.shape_pair_weight),
+           "--shape-pair-weight", str(args.shape_pair_weight), "--dir-pair-p", str(args.dir_pair_p),
+           "--dir-pair-weight", str(args.dir_pair_weight), "--dir-pair-t-from", str(args.dir_pair_t_from),
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
            "--tone-offset", str(args.tone_offset), "--drift-p", str(args.drift_p), "--drift-size",
            str(args.drift_size), "--drift-colour", str(args.drift_colour), "--vae-edge-weight",
@@ -206,6 +207,13 @@ def main(argv=None) -> int:
     ap.add_argument("--shape-pair-weight", type=float, default=0.0,
                     help="stage1_centred, stage2, stage2_turn: weight of the shape-pair loss (the x0 error of the "
                          "pair's difference)")
+    ap.add_argument("--dir-pair-p", type=float, default=0.0,
+                    help="stage1_centred: share of windows given a partner moving the opposite way "
+                         "(shape_pair.py, kind direction; session 20); needs --dir-pair-weight")
+    ap.add_argument("--dir-pair-weight", type=float, default=0.0,
+                    help="stage1_centred: weight of the direction-pair loss")
+    ap.add_argument("--dir-pair-t-from", type=int, default=500,
+                    help="stage1_centred: the direction pairs' timesteps are uniform over [T, 999] (default 500)")
     ap.add_argument("--boundary-weight", type=float, default=0.0,
                     help="stage1_centred: add this to the loss weight of latent cells on the object's outline "
                          "(latents.boundary_cells; session 14's squares experiment)")
@@ -265,6 +273,9 @@ def main(argv=None) -> int:
                  f"{args.vae_jitter}")
     try:
         SP.check_options(args.shape_pair_p, args.shape_pair_weight, ("--shape-pair-p", "--shape-pair-weight"))
+        SP.check_options(args.dir_pair_p, args.dir_pair_weight, ("--dir-pair-p", "--dir-pair-weight"))
+        if not 0 <= args.dir_pair_t_from <= 999:
+            raise ValueError(f"--dir-pair-t-from must be in [0, 999], not {args.dir_pair_t_from}")
     except ValueError as e:
         ap.error(str(e))
     unet_channels = None
@@ -300,7 +311,8 @@ def main(argv=None) -> int:
         if name == "stage1_centred":
             extra.update(text_lr_mult=args.text_lr_mult, xattn_lr_mult=args.xattn_lr_mult, terminal_p=args.terminal_p,
                          boundary_weight=args.boundary_weight, pair_p=args.shape_pair_p,
-                         pair_weight=args.shape_pair_weight)
+                         pair_weight=args.shape_pair_weight, dir_pair_p=args.dir_pair_p,
+                         dir_pair_weight=args.dir_pair_weight, dir_pair_t_from=args.dir_pair_t_from)
         if name in ("stage1_centred", "stage2", "stage2_turn"):
             extra["vertical_p"] = args.vertical_p
         if name == "stage1_centred" and args.recipe == 3:

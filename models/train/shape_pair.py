@@ -23,6 +23,15 @@ conditioning frames are its own clip's frames 0-7 (or their VAE round trip where
 window's), its anchor is frame 0 of the re-shaped scene (``partner_anchors``), and both halves see their own
 conditioning frames. Stage 2 draws frames 16-240 of every video, so stage 1's squares last only if stage 2 keeps
 the shape its conditioning frames, anchor and caption show.
+
+Direction pairs (session 20; ``kind="direction"``, stage1_centred only): the partner is the same window with the
+object moving the opposite way from where it is at the window's first frame (``latents.turn_scene``), the
+caption's direction word swapped to match. Why: stage 1 learns the sense of the motion only after ~3000 centred
+steps on both cores (run 5), because at every noise level but the highest the noisy input already shows the
+motion, so the caption's direction word gets almost no gradient. With the same noise the two halves' inputs
+differ only by the motion, and at high noise hardly at all: there the difference of the two estimates can only
+come from the word. ``t_from`` draws the pair's timesteps from [t_from, 999] so that the term works where the
+word is needed (the sampler's first steps).
 """
 import dataclasses
 from typing import Callable, List, Tuple
@@ -35,6 +44,9 @@ from . import latents as L
 
 #: the pairs the loss is built from: the two shapes no stage 1 so far told apart
 PARTNER = {"square": "circle", "circle": "square"}
+#: direction pairs: the opposite sense on the same axis (the axis came first in run 5, the sense last)
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+KINDS = ("shape", "direction")
 
 
 def check_options(p: float, weight: float, names: Tuple[str, str] = ("pair_p", "pair_weight")) -> None:
@@ -44,11 +56,19 @@ def check_options(p: float, weight: float, names: Tuple[str, str] = ("pair_p", "
         raise ValueError(f"{names[0]} must be in [0, 1] and {names[1]} >= 0, both set or both 0; got {p}, {weight}")
 
 
-def pick(rng: np.random.Generator, data: "L.LatentSet", ids, share: float) -> List[int]:
-    """Batch positions whose clip shows a square or a circle, each kept with probability ``share``."""
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"pair kind must be one of {KINDS}, not {kind!r}")
+
+
+def pick(rng: np.random.Generator, data: "L.LatentSet", ids, share: float, kind: str = "shape") -> List[int]:
+    """Batch positions that get a partner, each kept with probability ``share``: clips that show a square or a
+    circle (``kind="shape"``), or every clip (``kind="direction"``)."""
+    _check_kind(kind)
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"shape-pair share must be in [0, 1], not {share!r}")
-    return [j for j, i in enumerate(ids) if data.scenes[i].shape in PARTNER and rng.random() < share]
+        raise ValueError(f"{kind}-pair share must be in [0, 1], not {share!r}")
+    return [j for j, i in enumerate(ids) if (kind == "direction" or data.scenes[i].shape in PARTNER)
+            and rng.random() < share]
 
 
 def swap_shape(caption: str, shape: str) -> str:
@@ -59,22 +79,29 @@ def swap_shape(caption: str, shape: str) -> str:
     return " ".join(PARTNER[shape] if w == shape else w for w in words)
 
 
-def partner_scene(s: "world.Scene") -> "world.Scene":
-    """The scene with its shape replaced by the partner's (everything else the same)."""
+def partner_scene(s: "world.Scene", kind: str = "shape", at: float = 0.0) -> "world.Scene":
+    """The scene with its shape replaced by the partner's (everything else the same), or (``kind="direction"``)
+    moving the opposite way from where ``s`` has its object at frame ``at``."""
+    _check_kind(kind)
+    if kind == "direction":
+        return L.turn_scene(s, at, OPPOSITE[s.direction])
     return dataclasses.replace(s, shape=PARTNER[s.shape])
 
 
 @torch.no_grad()
-def partners(data: "L.LatentSet", encoder: Callable, ids, offs, picks: List[int]) -> Tuple[torch.Tensor, torch.Tensor,
-                                                                                           List[str], torch.Tensor]:
+def partners(data: "L.LatentSet", encoder: Callable, ids, offs, picks: List[int],
+             kind: str = "shape") -> Tuple[torch.Tensor, torch.Tensor, List[str], torch.Tensor]:
     """(z0 [m, 4, 16, 8, 8] posterior means, cell weights [m, 1, 16, 8, 8], captions, pixels [m, 3, 16, 64, 64]) of
-    the picked windows re-rendered with the partner shape (``latents.render_clip`` at the window's own offset, the
-    encoder the latent set was made with; z0 on the encoder's device, the rest on the CPU)."""
+    the picked windows re-rendered with the partner shape, or the opposite direction from the window's first frame
+    on (``latents.render_clip`` at the window's own offset, the encoder the latent set was made with; z0 on the
+    encoder's device, the rest on the CPU)."""
     frames, weights, caps = [], [], []
     for j in picks:
         i = ids[j]
-        other = partner_scene(data.scenes[i])
+        other = partner_scene(data.scenes[i], kind, data.starts[i] + int(offs[j]))
         pre = data.pre[i] if data.pre is not None else None
+        if pre is not None and kind == "direction":
+            raise ValueError("direction pairs need windows of one scene (not the turn set)")
         f, m = L.render_clip(other, data.starts[i], 16, pre, offset=int(offs[j]))
         frames.append(torch.from_numpy(f).permute(1, 0, 2, 3))
         weights.append(L.cell_weights(m))
@@ -93,10 +120,13 @@ def partner_anchors(data: "L.LatentSet", ids, picks: List[int]) -> torch.Tensor:
 
 def pair_loss(predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], z_a: torch.Tensor,
               z_b: torch.Tensor, w: torch.Tensor, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
-              ac: torch.Tensor) -> torch.Tensor:
-    """L_pair above for v-prediction. ``predict(z_t, t, ctx)`` -> v̂; both halves in one batch, same t and ε."""
+              ac: torch.Tensor, t_from: int = 0) -> torch.Tensor:
+    """L_pair above for v-prediction. ``predict(z_t, t, ctx)`` -> v̂; both halves in one batch, same t and ε; t
+    uniform over [t_from, T - 1]."""
+    if not 0 <= t_from < ac.numel():
+        raise ValueError(f"t_from must be in [0, {ac.numel() - 1}], not {t_from!r}")
     m = z_a.shape[0]
-    t = torch.randint(0, ac.numel(), (m,)).to(z_a.device)
+    t = torch.randint(t_from, ac.numel(), (m,)).to(z_a.device)
     noise = torch.randn_like(z_a)
     a = ac.to(z_a.device)[t]
     al, sg = a.sqrt().view(-1, 1, 1, 1, 1), (1 - a).sqrt().view(-1, 1, 1, 1, 1)

@@ -118,7 +118,8 @@ def diffusion_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, steps: int,
                 guidance: float, prediction: str = PREDICTION, known: Optional[torch.Tensor] = None,
-                replace_steps: int = 0, guidance_from: int = 0) -> torch.Tensor:
+                replace_steps: int = 0, guidance_from: int = 0, init: Optional[torch.Tensor] = None,
+                start: int = 0) -> torch.Tensor:
     """Deterministic DDIM (η = 0) on the ModelScope schedule with classifier-free guidance, for probes and previews.
 
     ``call(z2, t2)`` runs the network on the batch doubled as [unconditional; conditional] and returns the two
@@ -127,10 +128,18 @@ def ddim_sample(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: t
     ``known`` [B, C, Fc, h, w] with ``replace_steps`` = k: in each of the first k network calls the input's first Fc
     frames are √ᾱ_t known + √(1-ᾱ_t) ε (ε fresh, seeded 100 + step) while the step updates z as it was — the
     pipeline's ``stage2.replaceOverlap`` (lib/pipeline/replace-overlap.ts). ``guidance_from`` = k: the first k
-    network calls are unguided (the conditional prediction alone, g = 1); guidance ``guidance`` from call k on."""
+    network calls are unguided (the conditional prediction alone, g = 1); guidance ``guidance`` from call k on.
+    ``start`` = k > 0 with ``init`` (SDEdit, session 20's probe): the first k steps are skipped and the sampler
+    starts from √ᾱ_t init + √(1-ᾱ_t) z at the k-th timestep t (``z`` is then the noise)."""
+    if start and (init is None or not 0 < start < steps):
+        raise ValueError(f"start must be in [1, {steps - 1}] and needs init, got start={start}")
     ac = C.ddpm_alphas_cumprod()
     ts = list(range(999, -1, -1000 // steps))
+    if start:
+        z = ac[ts[start]].sqrt() * init + (1 - ac[ts[start]]).sqrt() * z
     for i, t in enumerate(ts):
+        if i < start:
+            continue
         zin = z
         if known is not None and i < replace_steps:
             eps = torch.randn(known.shape, generator=torch.Generator().manual_seed(100 + i)).to(known.device)
@@ -166,7 +175,8 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  motion_weight: float = 0.0, centred: bool = False, text_lr_mult: float = 0.0,
                  xattn_lr_mult: float = 1.0, terminal_p: float = 0.0, vertical_p: Optional[float] = None,
                  centred_from: str = "stage1_more", boundary_weight: float = 0.0,
-                 channels: Optional[Tuple[int, ...]] = None, pair_p: float = 0.0, pair_weight: float = 0.0) -> None:
+                 channels: Optional[Tuple[int, ...]] = None, pair_p: float = 0.0, pair_weight: float = 0.0,
+                 dir_pair_p: float = 0.0, dir_pair_weight: float = 0.0, dir_pair_t_from: int = 500) -> None:
     """Stage 1 (``more=False``: text encoder + UNet from scratch -> stage1.pt; ``more=True``: UNet only, continued
     from stage1.pt with the text encoder frozen -> stage1_more.pt; ``centred=True`` (with ``more``): continued
     from ``centred_from`` (stage1_more.pt, or stage1.pt in recipe 3) on the centred first windows
@@ -181,7 +191,9 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     ``channels`` (``more=False`` only): the UNet's block widths instead of the config's (``configs_unet.with_widths``;
     session 18's wider stage 1); a continuation, and stage 2 started from it, take the width of the UNet they
     start from. ``pair_p``, ``pair_weight`` (``centred`` only; session 18): the share of square and circle windows
-    that get a partner of the other shape, and the weight of the pair loss on them (``shape_pair.py``)."""
+    that get a partner of the other shape, and the weight of the pair loss on them (``shape_pair.py``).
+    ``dir_pair_p``, ``dir_pair_weight``, ``dir_pair_t_from`` (``centred`` only; session 20): the same for direction
+    pairs (every window; the partner moves the opposite way), timesteps from ``dir_pair_t_from`` to 999."""
     _check_share("vertical_p", vertical_p)
     name = "stage1_centred" if centred else "stage1_more" if more else "stage1"
     if centred and not more:
@@ -189,10 +201,13 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
     if centred_from not in ("stage1", "stage1_more"):
         raise ValueError(f"centred_from must be 'stage1' or 'stage1_more', not {centred_from!r}")
     if not centred and (text_lr_mult or xattn_lr_mult != 1.0 or terminal_p or vertical_p is not None
-                        or boundary_weight or pair_p or pair_weight):
+                        or boundary_weight or pair_p or pair_weight or dir_pair_p or dir_pair_weight):
         raise ValueError("text_lr_mult / xattn_lr_mult / terminal_p / vertical_p / boundary_weight / pair_p / "
-                         "pair_weight are options of stage1_centred")
+                         "pair_weight / dir_pair_p / dir_pair_weight are options of stage1_centred")
     SP.check_options(pair_p, pair_weight)
+    SP.check_options(dir_pair_p, dir_pair_weight, ("dir_pair_p", "dir_pair_weight"))
+    if not 0 <= dir_pair_t_from <= 999:
+        raise ValueError(f"dir_pair_t_from must be in [0, 999], not {dir_pair_t_from!r}")
     if boundary_weight < 0:
         raise ValueError(f"boundary_weight must be >= 0, not {boundary_weight}")
     if channels is not None and more:
@@ -233,7 +248,20 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
                  20 if more else 100, steps, budget_s, stop_at, rng, emas)
     ac = C.ddpm_alphas_cumprod()
 
-    encoder = load_vae(out).to(C.DEVICE).video_encoder() if pair_p > 0 else None
+    encoder = load_vae(out).to(C.DEVICE).video_encoder() if pair_p > 0 or dir_pair_p > 0 else None
+
+    def pair_term(kind, share, t_from, z0, w, ids, offs, true_caps):
+        """(L_pair, pairs) of one kind of pair (shape_pair.py) on the step's windows; (None, 0) without picks."""
+        picks = SP.pick(rng, data, ids, share, kind) if share > 0 else []
+        if not picks:
+            return None, 0
+        zb, wb, caps_b, _ = SP.partners(data, encoder, ids, offs, picks, kind)
+        zb, wb = C.to_device(zb, wb)
+        own = [true_caps[j] for j in picks]         # the true captions: a pair is never unconditional
+        pair = SP.pair_loss(unet, z0[picks], zb, torch.maximum(w[picks], wb),
+                            _text_cond(text, own, not text_trains), _text_cond(text, caps_b, not text_trains), ac,
+                            t_from)
+        return pair, len(picks)
 
     def step():
         z0, w, ids, offs = data.windows(rng, batch, vertical_p=vertical_p)
@@ -243,15 +271,14 @@ def train_stage1(out: str, steps: int = 2000, budget_s: float = 900, seed: int =
         ctx = _text_cond(text, caps, not text_trains)
         loss = diffusion_loss(lambda zt, t: unet(zt, t, ctx), z0, w, ac, motion_weight=motion_weight,
                               terminal_p=terminal_p)
-        picks = SP.pick(rng, data, ids, pair_p) if pair_p > 0 else []
-        if not picks:
-            return loss, {}
-        zb, wb, caps_b, _ = SP.partners(data, encoder, ids, offs, picks)
-        zb, wb = C.to_device(zb, wb)
-        own = [true_caps[j] for j in picks]         # the true captions: a pair is never unconditional
-        pair = SP.pair_loss(unet, z0[picks], zb, torch.maximum(w[picks], wb),
-                            _text_cond(text, own, not text_trains), _text_cond(text, caps_b, not text_trains), ac)
-        return loss + pair_weight * pair, {"pair": pair.item(), "pairs": len(picks)}
+        info = {}
+        for kind, share, weight, t_from, key in (("shape", pair_p, pair_weight, 0, "pair"),
+                                                 ("direction", dir_pair_p, dir_pair_weight, dir_pair_t_from, "dir_pair")):
+            pair, n = pair_term(kind, share, t_from, z0, w, ids, offs, true_caps)
+            if pair is not None:
+                loss = loss + weight * pair
+                info.update({key: pair.item(), key + "s": n})
+        return loss, info
     loop.run(step)
     res = {"unet_stage1": emas["unet"].state_dict()}         # EMA state dicts are CPU tensors
     if text_trains:
