@@ -14,7 +14,7 @@ skipping seams whose step (|J_R| + |J_G| + |J_B|) is below T grey levels. Output
 on to the next window (CAM) is the raw frames, so nothing but the look of the eased frames changes.
 Result on the shipped model (models/train/README.md "Session 20"): both cuts of seed 33 go, but the whole-frame
 offset also re-tints the object where a window's tone step is in the background alone (a yellow square on green
-turns orange), so colour and shape adherence fall; not adopted."""
+turns orange), so colour adherence falls (and, easing every seam, shape); not adopted."""
 import argparse
 import glob
 import json

@@ -57,7 +57,7 @@ without the other stage in the way (numbers for models/train/README.md).
   for the three): mean bounding-box fill of the 8 new frames' object and the share of them read as the prompt's
   shape, per shape (``--seeds`` noises; as ``shapes`` does for stage 1). ``--init-start K`` (session 20): SDEdit
   from the conditioning frames: the window starts at the K-th of the 20 timesteps from its conditioning frames'
-  latents with the last one repeated in positions 8-15, noised to that step (K = 4, 8, 12: strength 0.8, 0.6, 0.4).
+  latents with the last one repeated in positions 8-15, noised to that step (K = 8, 12, 16: strength 0.6, 0.4, 0.2).
 * ``corners`` (session 14): where the squares' corners are lost. True renders of the square prompts (object at the
   frame centre, 16 frames), the VAE round trip, and the stage-1 UNet's x0 estimate from them noised at t = 100 ..
   950 with the caption saying "square" or "circle" (same noise), decoded: mean bounding-box fill and share of frames
