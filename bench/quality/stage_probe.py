@@ -332,9 +332,9 @@ def shapes2(model_dir: str, n: int, seeds: int, guidance: float, replace: float,
         ctx = torch.cat([torch.cat([text(C.token_ids([""] * b)), apm(torch.zeros_like(anchor))], 1),
                          torch.cat([text(C.token_ids(prompts)), apm(anchor)], 1)])
         known = enc(cond)[0]
+        init = torch.cat([known, known[:, :, -1:].expand(-1, -1, 8, -1, -1)], 2) if init_start else None
         for seed in range(seeds):
             z = torch.randn(len(sq), 4, 16, 8, 8, generator=torch.Generator().manual_seed(seed)).repeat(3, 1, 1, 1, 1)
-            init = torch.cat([known, known[:, :, -1:].expand(-1, -1, 8, -1, -1)], 2) if init_start else None
             z = ddim_sample(lambda zz, tt: unet(zz, tt, ctx, torch.cat([cond, cond])), z, steps, guidance,
                             known=known, replace_steps=round(replace * steps), init=init, start=init_start)
             for p, frames in zip(prompts, M.video_u8(dec(z))[:, 8:]):     # the 8 new frames
