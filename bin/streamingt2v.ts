@@ -35,6 +35,8 @@ generate options:
   --guidance1/--guidance2/--guidance3 <w>   CFG scales per stage (defaults from the model)
   --replace-overlap <s>   share of stage-2 steps that denoise each window beside the previous
                           frames' own latents, 0..1 (not in the paper; default from the model)
+  --cut-retries <N>       sample a stage-2 window again, up to N times, when its seam looks like
+                          a scene cut, 0..10 (not in the paper; default from the model)
   --chunk <N> --overlap <N>        stage-3 chunk and overlap frames (defaults 24 / 8)
   --layout <pad|crop>     stage-3 framing: letterbox to 16:9 (pad, official) or square (crop)
   --state <dir>           persist the run after every window; rerun the same command to resume
@@ -67,6 +69,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   'stage1.guidance': '--guidance1',
   'stage2.guidance': '--guidance2',
   'stage2.replaceOverlap': '--replace-overlap',
+  'stage2.cutRetries': '--cut-retries',
   'enhance.guidance': '--guidance3',
   'enhance.chunkFrames': '--chunk',
   'enhance.overlapFrames': '--overlap',
@@ -114,7 +117,9 @@ function bar(e: ProgressEvent): string {
             ? 'stage 3 encode'
             : 'stage 3 decode';
   const step = e.step !== undefined && e.steps !== undefined ? ` step ${e.step + (e.phase.startsWith('stage3-') ? 0 : 1)}/${e.steps}` : '';
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(0).padStart(3)}% ${where}${step} frames ${e.framesDone}/${e.totalFrames}${e.finalFramesDone > 0 ? ` final ${e.finalFramesDone}` : ''}${eta}`;
+  const retry =
+    e.attempt === undefined ? '' : e.seam !== undefined ? ` cut guard: retry ${e.attempt} (seam content ${e.seam.content.toFixed(1)}, ratio ${e.seam.ratio.toFixed(2)})` : ` retry ${e.attempt}`;
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(0).padStart(3)}% ${where}${retry}${step} frames ${e.framesDone}/${e.totalFrames}${e.finalFramesDone > 0 ? ` final ${e.finalFramesDone}` : ''}${eta}`;
 }
 
 async function generate(args: string[]): Promise<number> {
@@ -138,6 +143,7 @@ async function generate(args: string[]): Promise<number> {
       guidance2: { type: 'string' },
       guidance3: { type: 'string' },
       'replace-overlap': { type: 'string' },
+      'cut-retries': { type: 'string' },
       chunk: { type: 'string' },
       overlap: { type: 'string' },
       layout: { type: 'string' },
@@ -182,7 +188,9 @@ async function generate(args: string[]): Promise<number> {
   const stage = (steps: string | undefined, guidance: string | undefined, n: string) =>
     steps === undefined && guidance === undefined ? undefined : defined({ steps: num(steps, `steps${n}`), guidance: num(guidance, `guidance${n}`, false) });
   const replaceOverlap = num(values['replace-overlap'], 'replace-overlap', false);
-  const stage2 = replaceOverlap === undefined ? stage(values.steps2, values.guidance2, '2') : { ...stage(values.steps2, values.guidance2, '2'), replaceOverlap };
+  const cutRetries = num(values['cut-retries'], 'cut-retries');
+  const stage2Extra = defined({ replaceOverlap, cutRetries });
+  const stage2 = Object.keys(stage2Extra).length === 0 ? stage(values.steps2, values.guidance2, '2') : { ...stage(values.steps2, values.guidance2, '2'), ...stage2Extra };
   const options = defined({
     prompt: positionals[0]!,
     numFrames: num(values.frames, 'frames'),

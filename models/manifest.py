@@ -106,7 +106,10 @@ def defaults(name: str, stage12_size: int, stage3_size: int, stage3_canvas: Sequ
                    "negative_prompt": "", "scheduler": "stage2",
                    # not in the paper: denoise each window's new frames beside its conditioning frames' own
                    # noised latents (lib/pipeline/replace-overlap.ts); the embedded default model turns it on
-                   "replace_overlap": 0.0},
+                   "replace_overlap": 0.0,
+                   # not in the paper: sample a window again (up to this many times) when its seam looks like a
+                   # scene cut (lib/pipeline/cut-guard.ts); the embedded default model turns it on
+                   "cut_retries": 0},
         "stage3": {"height": stage3_size, "width": stage3_size, "canvas_height": int(stage3_canvas[0]),
                    "canvas_width": int(stage3_canvas[1]), "resize_mode": "bicubic", "num_inference_steps": 30,
                    "guidance_scale": 7.5, "guidance_rescale": 0.2, "noise_level": 600, "start_timestep": 599,

@@ -5,7 +5,8 @@
 //
 //   npm run build && node bench/quality/generate.mjs --out /tmp/q --tag full [--model models/default]
 //       [--prompts bench/quality/prompts.txt] [--limit 4] [--frames 240] [--steps1 N] [--steps2 N] [--g1 W] [--g2 W]
-//       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0] [--replace-overlap S]  (prompts from..limit-1)
+//       [--seed 33] [--threads 1] [--enhance] [--overlap 8] [--from 0] [--replace-overlap S] [--cut-retries N]
+//       [--only 1,4,18]  (prompts from..limit-1, or the listed ones)
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,12 +30,15 @@ const frames = Number(arg('frames', 240));
 const dir = join(out, tag);
 mkdirSync(dir, { recursive: true });
 
+const only = arg('only') === undefined ? undefined : arg('only').split(',').map(Number);
 for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
+  if (only !== undefined && !only.includes(i)) continue;
   const prompt = prompts[i];
   const t0 = Date.now();
   const files = {};
   const counts = { preview: 0, final: 0 };
   const sizes = {};
+  const retries = [];
   const enhance = flag('enhance') ? { overlapFrames: Number(arg('overlap', 8)), ...(arg('steps3') ? { steps: Number(arg('steps3')) } : {}) } : false;
   for await (const f of streamLongVideo({
     prompt, numFrames: frames, modelDir: model, seed: Number(arg('seed', 33)), threads: Number(arg('threads', 1)),
@@ -45,7 +49,10 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
       ...(arg('steps2') ? { steps: Number(arg('steps2')) } : {}),
       ...(arg('g2') ? { guidance: Number(arg('g2')) } : {}),
       ...(arg('replace-overlap') ? { replaceOverlap: Number(arg('replace-overlap')) } : {}),
+      ...(arg('cut-retries') ? { cutRetries: Number(arg('cut-retries')) } : {}),
     },
+    // the cut guard's retries: [window, attempt, seam content, seam ratio] of each
+    onProgress: (p) => { if (p.seam !== undefined) retries.push([p.window, p.attempt, +p.seam.content.toFixed(2), +p.seam.ratio.toFixed(2)]); },
   })) {
     const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
     files[f.stage] ??= openSync(join(dir, name), 'w');
@@ -55,6 +62,6 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
   }
   for (const fd of Object.values(files)) closeSync(fd);
   const seconds = (Date.now() - t0) / 1000;
-  writeFileSync(join(dir, `${i}.json`), JSON.stringify({ prompt, tag, model, frames: counts, sizes, seconds, enhance }, null, 1));
-  console.log(`${tag} #${i} ${seconds.toFixed(1)} s: ${prompt}`);
+  writeFileSync(join(dir, `${i}.json`), JSON.stringify({ prompt, tag, model, frames: counts, sizes, seconds, enhance, retries }, null, 1));
+  console.log(`${tag} #${i} ${seconds.toFixed(1)} s${retries.length ? ` (${retries.length} cut-guard retries)` : ''}: ${prompt}`);
 }

@@ -34,6 +34,8 @@ Metrics (all on the stage-2 preview frames unless the tag has final frames, then
   consecutive stretches from frame 0 (stage 1's frames included; 14 pairs in 240 frames). ``colour_drift`` is
   measured on the pixels of the prompt's colour, so an object that turns into another palette colour (the
   yellow-on-gray prompts turning red) shows here, not there.
+* ``retries`` (session 21): the cut guard's retries per video (``stage2.cutRetries``; read from the ``retries`` list
+  generate.mjs writes to each video's json, 0 when absent; NaN for true renders).
 * adherence: ``colour_ok`` (most frequent object-palette label, background labels excluded, equals the prompt
   colour), ``shape_ok`` (angular harmonics of the object outline: weak -> circle, else k=3/4/5 ->
   triangle/square/star, majority over sampled frames), ``dir_ok`` (sign of the dominant axis of the mean object
@@ -45,6 +47,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
@@ -341,13 +344,15 @@ def read_video(path: str, height: int, width: int) -> np.ndarray:
 ADHERENCE = ["colour_ok", "shape_ok", "dir_ok"]
 KEYS = ["cuts", "seam_cuts", "cut_tone", "motion", "frozen", "min_window_motion", "still_windows", "jump_ratio", "seam_ratio", "seam_tone",
         "handover_tone", "obj_speed", "colour_drift", "size_ratio", "present_end", "dir_turns", "colour_turns",
-        "colour_ok", "shape_ok", "dir_ok"]
+        "colour_ok", "shape_ok", "dir_ok", "retries"]
 
 
 def summarize(rows: List[Dict]) -> Dict[str, float]:
     """Means over videos; ``adherence`` = fraction of (video, attribute) pairs right over colour, shape, direction;
     ``all_ok`` = fraction of videos with all three right."""
-    out = {k: float(np.nanmean([r[k] for r in rows])) for k in KEYS} | {"n": len(rows)}
+    with warnings.catch_warnings():     # a column no row has (``retries`` of true renders) is NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in KEYS} | {"n": len(rows)}
     out["adherence"] = float(np.mean([r[k] for r in rows for k in ADHERENCE]))
     out["all_ok"] = float(np.mean([all(r[k] for k in ADHERENCE) for r in rows]))
     return out
@@ -370,6 +375,7 @@ def main() -> int:
             h, w = meta["sizes"][stage]
             r = analyse(read_video(path, h, w), meta["prompt"])
             r["prompt"], r["seconds"] = meta["prompt"], meta["seconds"]
+            r["retries"] = len(meta.get("retries", []))      # the cut guard's (generate.mjs; 0 before session 21)
             tag = meta["tag"] + ("" if stage == "preview" else "/final")
             results.setdefault(tag, []).append(r)
     if args.reference:

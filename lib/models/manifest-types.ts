@@ -93,6 +93,9 @@ export interface Stage1Defaults {
   readonly guidanceScale: number;
 }
 
+/** The most cut-guard retries a stage-2 window may get (`stage2.cutRetries`, manifest `cut_retries`). */
+export const MAX_CUT_RETRIES = 10;
+
 /** Stage-2 defaults (spec §1.5–§1.6). */
 export interface Stage2Defaults {
   readonly height: number;
@@ -107,6 +110,8 @@ export interface Stage2Defaults {
   readonly negativePrompt: string;
   /** `replace_overlap` (optional, default 0): the model's default for the `stage2.replaceOverlap` option (not in the paper; see lib/pipeline/replace-overlap.ts). */
   readonly replaceOverlap: number;
+  /** `cut_retries` (optional, default 0): the model's default for the `stage2.cutRetries` option (not in the paper; see lib/pipeline/cut-guard.ts). */
+  readonly cutRetries: number;
 }
 
 /** Stage-3 (enhancer) defaults (spec §1.8–§1.9). */

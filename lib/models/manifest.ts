@@ -21,7 +21,7 @@ import type { DType } from '../binding.js';
 import { InvalidArgumentError, ModelLoadError } from '../errors.js';
 import { ddimConfigFromDiffusers, dpmSolverConfigFromDiffusers, logSnrCosineInterpConfig } from '../schedulers/config.js';
 import { ManifestError, ManifestVersionError } from './manifest-error.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, SUPPORTED_MANIFEST_VERSION, COMPONENT_ROLES } from './manifest-types.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, SUPPORTED_MANIFEST_VERSION, COMPONENT_ROLES, MAX_CUT_RETRIES } from './manifest-types.js';
 import type { ComponentRole, TextEncoderRole, SymbolicDim, TensorSpec, ComponentEntry, TokenizerEntry, ManifestSchedulers, Stage1Defaults, Stage2Defaults, Stage3Defaults, ManifestDefaults, ManifestSource, ModelManifest, ReadManifestOptions } from './manifest-types.js';
 
 export { MANIFEST_FILE, MANIFEST_FORMAT, SUPPORTED_MANIFEST_VERSION, COMPONENT_ROLES } from './manifest-types.js';
@@ -100,6 +100,12 @@ class Fields {
     const v = this.num(key);
     return Number.isInteger(v) && v >= 0 ? v : this.fail(key, 'a non-negative integer');
   }
+  /** An optional integer in [0, max]: `fallback` when the key is absent. */
+  optInt(key: string, fallback: number, max: number): number {
+    const v = this.obj[key];
+    if (v === undefined) return fallback;
+    return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max ? v : this.fail(key, `an integer in [0, ${max}]`);
+  }
   /** An optional number in [0, 1]: `fallback` when the key is absent. */
   share(key: string, fallback: number): number {
     const v = this.obj[key];
@@ -170,6 +176,7 @@ function parseDefaults(d: Fields): ManifestDefaults {
       height: s2.int('height'), width: s2.int('width'), windowFrames: s2.int('window_frames'), conditioningFrames: s2.int('conditioning_frames'),
       anchorFrames: s2.int('anchor_frames'), numInferenceSteps: s2.int('num_inference_steps'), guidanceScale: s2.num('guidance_scale'),
       eta: s2.num('eta'), seed: s2.int('seed'), negativePrompt: s2.str('negative_prompt'), replaceOverlap: s2.share('replace_overlap', 0),
+      cutRetries: s2.optInt('cut_retries', 0, MAX_CUT_RETRIES),
     }),
     stage3: Object.freeze({
       height: s3.int('height'), width: s3.int('width'), canvasHeight: s3.int('canvas_height'), canvasWidth: s3.int('canvas_width'),

@@ -11,49 +11,57 @@
 import { emptyCache } from '../device.js';
 import { OutOfMemoryError, hasErrorCode } from '../errors.js';
 import { Generator, Tensor, TensorScope } from '../tensor.js';
-import { createLogSnrCosineInterpSchedule, sdeditSigmas } from '../schedulers/logsnr-cosine.js';
-import { sampleDpmpp2mSde } from '../schedulers/dpmpp-2m-sde.js';
-import { SharedNoiseSource } from '../noise-source.js';
-import { createBlendedDenoiser } from './blending.js';
-import { planStage2Windows, planStage3Chunks } from './chunk-plan.js';
+import { frameViews, scoreSeam, type SeamScore } from './cut-guard.js';
+import { planStage2Windows } from './chunk-plan.js';
+import { enhance } from './enhance-run.js';
 import { LongTermMemory, ShortTermMemory, serializeTensor } from './memory.js';
 import { NO_MEMORY_PLAN, type RunMemorySettings } from './memory-plan.js';
 import { placeForStage } from './placement.js';
 import type { PipelineModels } from './models.js';
-import { Pcg32 } from './prng.js';
 import { ProgressTracker } from './progress.js';
 import type { ResolvedGenerateOptions } from './options.js';
 import { RunStateStore, runKey } from './run-state.js';
 import { runStage1 } from './stage1.js';
+import { derivedSeeds, stage1Seed } from './seeds.js';
 import { runStage2Window, stage2Context } from './stage2.js';
-import { decodeToRgb, encodeFramesForEnhancement, enhancedSize, enhancerChunkDenoiser } from './stage3.js';
 import { encodeCfgPair } from './text.js';
 import type { GeneratedFrame } from './types.js';
+
+/** RGB bytes of `count` frames of a [1, 3, F, H, W] video from frame `from`. */
+async function toRgb(video: Tensor, from: number, count: number): Promise<Uint8Array> {
+  const part = await video.narrow(2, from, count);
+  try {
+    return await part.toRgbFrames();
+  } finally {
+    part.dispose();
+  }
+}
+
+/** Stage 1's output and the memories made from it (one attempt of the run's start). */
+interface Start {
+  /** RGB bytes of the 16 frames. */
+  rgb: Uint8Array;
+  /** APM memory of its frame 0 (owned). */
+  longTerm: LongTermMemory;
+}
+
+/** One sampled stage-2 window: the window (owned), its kept frames' RGB and, under the cut guard, its seam's score. */
+interface Candidate {
+  window: Tensor;
+  rgb: Uint8Array;
+  seam: SeamScore | undefined;
+  /** At the handover: the stage-1 attempt it continues (owned with it). */
+  start?: Start;
+}
+
+function disposeCandidate(c: Candidate | undefined): void {
+  c?.window.dispose();
+  c?.start?.longTerm.dispose();
+}
 
 /** Splits RGB bytes of `count` frames into per-frame views. */
 function* splitFrames(rgb: Uint8Array, count: number, frameBytes: number): IterableIterator<Uint8Array> {
   for (let i = 0; i < count; i++) yield rgb.subarray(i * frameBytes, (i + 1) * frameBytes);
-}
-
-/** Derives the stage-2 and stage-3 seeds from the run seed (distinct streams, reproducible). */
-export function derivedSeeds(seed: number): { stage1: number; stage2: bigint; stage3: bigint; blend: bigint } {
-  const mix = (k: number) => (BigInt(seed) * 0x9e3779b97f4a7c15n + BigInt(k) * 0xbf58476d1ce4e5b9n) & 0x7fffffffffffffffn;
-  return { stage1: seed, stage2: mix(2), stage3: mix(3), blend: mix(4) };
-}
-
-/** The official stage-3 start timestep (noise level 600, spec G11). */
-const OFFICIAL_STAGE3_START = 599;
-
-/**
- * The factor the SDEdit latent z = α·x0 + σ·ε is multiplied by to start the VE-space solver.
- * At the official start t0 = 599 it is σ_ve(t0) = σ/α, modelscope's quirk (spec G12), kept for parity: it
- * equals the VP-consistent 1/α times σ_vp(599) ≈ 0.972. At any other start the VP-consistent 1/α is used:
- * the quirk's extra factor σ_vp(t0) goes to 0 with the noise level (0.06 at t0 = 19), which would shrink
- * the start latent and give dark, washed-out frames (measured on models/default: mean |final − preview|
- * 71 grey levels at noise level 20 with the quirk).
- */
-export function stage3StartScale(t0: number, alpha: number, sigmaVe: number): number {
-  return t0 === OFFICIAL_STAGE3_START ? sigmaVe : 1 / alpha;
 }
 
 /** Returns the CUDA caching allocator's free blocks to the driver (between stages, under a memory plan). No-op on CPU. */
@@ -103,6 +111,85 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     const text = scope.track(await encodeCfgPair(o.prompt, o.negativePrompt, models.tokenize, models.module('text_encoder'), device));
     const resumed = store === undefined ? undefined : await store.load(key);
     let nextWindow = 1;
+    let context: { memory: LongTermMemory; tokens: Tensor } | undefined; // the stage-2 context of one APM memory
+
+    /** Stage 1 with the attempt's seed: its 16 frames' RGB, the APM memory of its frame 0, the CAM memory of its last 8. */
+    const runStart = async (attempt: number): Promise<Start> => {
+      where.stage = 'stage1';
+      where.window = 0;
+      await placeForStage(models, memory.placement?.stage1, device);
+      const video = await runStage1(models, {
+        text,
+        prompt: o.prompt,
+        negativePrompt: o.negativePrompt,
+        seed: stage1Seed(o.seed, attempt),
+        steps: o.stage1.steps,
+        guidance: o.stage1.guidance,
+        splitCfg: memory.splitCfg.stage1,
+        signal,
+        onStep: (s) => progress.step('stage1', 0, s.index, s.total, attempt),
+      });
+      try {
+        await placeForStage(models, memory.placement?.stage2, device);
+        const lt = await LongTermMemory.fromVideo(video, encodeImage); // frame 0 of stage 1, forever (G4)
+        try {
+          await shortTerm.update(video);
+          return { rgb: await video.toRgbFrames(), longTerm: lt };
+        } catch (error) {
+          lt.dispose();
+          throw error;
+        }
+      } finally {
+        video.dispose();
+      }
+    };
+
+    /** One stage-2 window from the current CAM frames and `lt`; its kept frames' RGB and, under the guard, its seam's score. */
+    const sampleWindow = async (k: number, attempt: number, lt: LongTermMemory, shown: readonly Uint8Array[]): Promise<Candidate> => {
+      where.stage = 'stage2';
+      where.window = k;
+      if (context?.memory !== lt) {
+        context?.tokens.dispose();
+        context = undefined;
+        context = { memory: lt, tokens: scope.track(await stage2Context(text, lt.uncondTokens, lt.condTokens)) };
+      }
+      const segment = plan.segments[k]!;
+      const window = await runStage2Window(models, {
+        context: context.tokens,
+        condFrames: shortTerm.frames,
+        generator: gen2,
+        steps: o.stage2.steps,
+        guidance: o.stage2.guidance,
+        eta: o.stage2.eta,
+        replaceOverlap: o.stage2.replaceOverlap,
+        splitCfg: memory.splitCfg.stage2,
+        signal,
+        onStep: (s) => progress.step('stage2', k, s.index, s.total, attempt),
+      });
+      try {
+        const rgb = await toRgb(window, segment.keepStart, segment.keepCount);
+        return { window, rgb, seam: shown.length > 0 ? scoreSeam(shown, frameViews(rgb, frameBytes)) : undefined };
+      } catch (error) {
+        window.dispose();
+        throw error;
+      }
+    };
+
+    /** Takes window k into the CAM memory, persists the run and streams its new frames. */
+    const accept = async function* (k: number, chosen: Candidate): AsyncGenerator<GeneratedFrame, void, undefined> {
+      try {
+        await shortTerm.update(chosen.window);
+      } finally {
+        chosen.window.dispose();
+      }
+      const segment = plan.segments[k]!;
+      if (store !== undefined) {
+        await store.appendPreview(chosen.rgb);
+        await persist(store, key, k + 1, framesDone + segment.keepCount);
+      }
+      yield* emitPreview(chosen.rgb, segment.keepCount);
+      progress.windowDone(k, framesDone);
+    };
 
     if (resumed !== undefined) {
       // ---- resume: restore memories and RNG exactly; re-emit the preview frames already made ----
@@ -120,73 +207,79 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
       yield* emitPreview(done, resumed.framesDone);
       progress.resumed(resumed.framesDone, nextWindow);
     } else {
-      // ---- stage 1 ----
+      // ---- stage 1 (and, under the cut guard, window 1 with it: the handover) ----
       await store?.reset();
-      const video = scope.track(
-        await runStage1(models, {
-          text,
-          prompt: o.prompt,
-          negativePrompt: o.negativePrompt,
-          seed: seeds.stage1,
-          steps: o.stage1.steps,
-          guidance: o.stage1.guidance,
-          splitCfg: memory.splitCfg.stage1,
-          signal,
-          onStep: (s) => progress.step('stage1', 0, s.index, s.total),
-        }),
-      );
-      await placeForStage(models, memory.placement?.stage2, device);
-      const frame0 = scope.track(await video.narrow(2, 0, 1));
-      const anchor = scope.track(await frame0.reshape([1, 3, height, width])); // frame 0 of stage 1, forever (G4)
-      longTerm = await LongTermMemory.create(anchor, encodeImage);
-      await shortTerm.update(video);
-      const keep = plan.segments[0]!.keepCount;
-      const rgb = await video.toRgbFrames();
-      scope.track(video).dispose();
-      if (store !== undefined) await store.appendPreview(rgb.subarray(0, keep * frameBytes));
-      if (store !== undefined) await persist(store, key, 1, keep);
-      yield* emitPreview(rgb, keep);
-      progress.windowDone(0, framesDone);
+      let start = await runStart(0);
+      let handover: Candidate | undefined;
+      if (o.stage2.cutRetries > 0 && plan.windows >= 1) {
+        // Stage 2 re-draws the stage-1 frames' look in its own, the same way for any noise, so a cut at the
+        // handover is retried with a new stage 1 (and a new window 1), not with window 1 alone (lib/pipeline/cut-guard.ts).
+        let best: (Candidate & { start: Start }) | undefined;
+        try {
+          for (let attempt = 0; ; attempt++) {
+            const candidate = await sampleWindow(1, attempt, start.longTerm, frameViews(start.rgb, frameBytes));
+            const seam = candidate.seam!;
+            if (best === undefined || !seam.cut || seam.ratio < best.seam!.ratio) {
+              disposeCandidate(best);
+              best = { ...candidate, start };
+            } else {
+              candidate.window.dispose();
+              start.longTerm.dispose();
+            }
+            if (!seam.cut || attempt === o.stage2.cutRetries) break;
+            progress.retry(1, attempt + 1, seam, true);
+            start = await runStart(attempt + 1);
+          }
+        } catch (error) {
+          if (best?.start !== start) start.longTerm.dispose();
+          disposeCandidate(best);
+          throw error;
+        }
+        start = best.start;
+        handover = best;
+      }
+      longTerm = start.longTerm;
+      try {
+        const keep = plan.segments[0]!.keepCount;
+        if (store !== undefined) await store.appendPreview(start.rgb.subarray(0, keep * frameBytes));
+        if (store !== undefined && handover === undefined) await persist(store, key, 1, keep);
+        yield* emitPreview(start.rgb, keep);
+        progress.windowDone(0, framesDone);
+        if (handover !== undefined) {
+          yield* accept(1, handover);
+          nextWindow = 2;
+        }
+      } finally {
+        handover?.window.dispose(); // a consumer that stops during stage 1's frames
+      }
     }
 
     // ---- stage 2: autoregressive windows ----
     await releaseCachedMemory(device, memory);
-    const context = scope.track(await stage2Context(text, longTerm.uncondTokens, longTerm.condTokens));
     for (let k = nextWindow; k <= plan.windows; k++) {
       signal?.throwIfAborted();
-      where.stage = 'stage2';
-      where.window = k;
-      const segment = plan.segments[k]!;
-      const window = await runStage2Window(models, {
-        context,
-        condFrames: shortTerm.frames,
-        generator: gen2,
-        steps: o.stage2.steps,
-        guidance: o.stage2.guidance,
-        eta: o.stage2.eta,
-        replaceOverlap: o.stage2.replaceOverlap,
-        splitCfg: memory.splitCfg.stage2,
-        signal,
-        onStep: (s) => progress.step('stage2', k, s.index, s.total),
-      });
-      let rgb: Uint8Array;
+      // The cut guard's left side: the last frames shown, as shown (the CAM frames' RGB bytes).
+      const shown = o.stage2.cutRetries > 0 ? frameViews(await shortTerm.frames.toRgbFrames(), frameBytes) : [];
+      let best: Candidate | undefined;
       try {
-        await shortTerm.update(window);
-        const kept = await window.narrow(2, segment.keepStart, segment.keepCount);
-        try {
-          rgb = await kept.toRgbFrames();
-        } finally {
-          kept.dispose();
+        for (let attempt = 0; ; attempt++) {
+          const candidate = await sampleWindow(k, attempt, longTerm!, shown);
+          const seam = candidate.seam;
+          // Keep the first attempt that is not a cut, else the least cut-like one.
+          if (best === undefined || seam === undefined || !seam.cut || seam.ratio < best.seam!.ratio) {
+            disposeCandidate(best);
+            best = candidate;
+          } else {
+            candidate.window.dispose();
+          }
+          if (seam === undefined || !seam.cut || attempt === o.stage2.cutRetries) break;
+          progress.retry(k, attempt + 1, seam, false);
         }
-      } finally {
-        window.dispose();
+      } catch (error) {
+        disposeCandidate(best);
+        throw error;
       }
-      if (store !== undefined) {
-        await store.appendPreview(rgb);
-        await persist(store, key, k + 1, framesDone + segment.keepCount);
-      }
-      yield* emitPreview(rgb, segment.keepCount);
-      progress.windowDone(k, framesDone);
+      yield* accept(k, best);
     }
 
     // ---- stage 3: enhancement ----
@@ -239,90 +332,5 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
       memory.data,
       anchor.data,
     );
-  }
-}
-
-interface EnhanceInput {
-  frames: number;
-  width: number;
-  height: number;
-  preview: (from: number, count: number) => Promise<Uint8Array>;
-  seeds: ReturnType<typeof derivedSeeds>;
-  progress: ProgressTracker;
-  splitCfg: boolean;
-}
-
-/** Stage 3 over all preview frames; yields final frames per decoded batch. */
-async function* enhance(models: PipelineModels, o: ResolvedGenerateOptions, input: EnhanceInput): AsyncGenerator<GeneratedFrame, void, undefined> {
-  const d = models.defaults;
-  const e = o.enhance === false ? undefined : o.enhance;
-  if (e === undefined) return;
-  const device = models.device;
-  const signal = o.signal;
-  const geometry = { size: e.size, padWidth: d.stage3.padWidth, layout: e.layout };
-  const out = enhancedSize(geometry);
-  const scope = new TensorScope();
-  using posteriorGen = new Generator(input.seeds.stage3);
-  try {
-    // 1. Encode all frames (batches of `encodeBatch`), posterior samples, to [1, C, L, h, w].
-    const parts: Tensor[] = [];
-    let latents: Tensor;
-    try {
-      for (let s = 0; s < input.frames; s += e.encodeBatch) {
-        signal?.throwIfAborted();
-        const n = Math.min(e.encodeBatch, input.frames - s);
-        const rgb = await input.preview(s, n);
-        parts.push(await encodeFramesForEnhancement(models.module('enhancer_vae_encoder'), rgb, n, input.height, input.width, geometry, posteriorGen, device));
-        input.progress.encode(s + n, input.frames);
-      }
-      latents = scope.track(parts.length === 1 ? parts.pop()! : await Tensor.cat(parts, 2));
-    } finally {
-      parts.forEach((t) => t.dispose());
-    }
-    // 2. SDEdit: z = α_t0·x0 + σ_t0·ε with one noise tensor for the whole video (spec §4.2).
-    const table = createLogSnrCosineInterpSchedule(d.stage3.scheduler);
-    const t0 = e.noiseLevel - 1;
-    const { sigmas } = sdeditSigmas(table, { steps: e.steps, tMax: t0 });
-    const source = new SharedNoiseSource({ seed: input.seeds.stage3, shape: latents.shape, device, dtype: latents.dtype });
-    const eps = scope.track(await source.initialNoise());
-    const alpha = table.alphas[t0]!;
-    const sigma = table.sigmas[t0]!;
-    const z = scope.track(await Tensor.combine([latents, eps], [alpha, sigma]));
-    // 3. DPM++(2M) SDE with randomized blending of x̂0 over chunks at every step (spec §1.9, G12).
-    const context = scope.track(
-      await encodeCfgPair(`${o.prompt}${d.stage3.promptSuffix}${e.positiveSuffix}`, e.negativePrompt, models.tokenizeEnhancer, models.module('enhancer_text_encoder'), device),
-    );
-    const chunkPlan = planStage3Chunks({ length: input.frames, chunkFrames: e.chunkFrames, overlapFrames: e.overlapFrames });
-    const chunkDenoise = enhancerChunkDenoiser(models.module('enhancer_unet'), context, table, e.guidance, e.rescale, d.stage3.scheduler.predictionType, input.splitCfg);
-    const rng = new Pcg32(input.seeds.blend);
-    const denoise = createBlendedDenoiser((x, s) => chunkDenoise(x, s), { plan: chunkPlan, rng });
-    const lat0 = scope.track(
-      await sampleDpmpp2mSde(denoise, z, sigmas, {
-        inputScale: stage3StartScale(t0, alpha, sigmas[0]!),
-        noise: source.stepNoise(),
-        signal,
-        onStep: (s) => input.progress.step('stage3', 0, s.index, s.total),
-      }),
-    );
-    // 4. Decode in batches and stream.
-    const frameBytes = out.width * out.height * 3;
-    let index = 0;
-    for (let s = 0; s < input.frames; s += e.decodeBatch) {
-      signal?.throwIfAborted();
-      const n = Math.min(e.decodeBatch, input.frames - s);
-      const part = await lat0.narrow(2, s, n);
-      let rgb: Uint8Array;
-      try {
-        rgb = await decodeToRgb(models.module('enhancer_vae_decoder'), part);
-      } finally {
-        part.dispose();
-      }
-      for (let i = 0; i < n; i++) {
-        yield { index: index++, stage: 'final', width: out.width, height: out.height, data: rgb.subarray(i * frameBytes, (i + 1) * frameBytes) };
-      }
-      input.progress.finalFrames(index, input.frames);
-    }
-  } finally {
-    scope.dispose();
   }
 }

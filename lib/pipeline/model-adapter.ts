@@ -56,6 +56,7 @@ export function stageDefaults(m: ModelManifest): StageDefaults {
       guidance: d.stage2.guidanceScale,
       eta: d.stage2.eta,
       replaceOverlap: d.stage2.replaceOverlap,
+      cutRetries: d.stage2.cutRetries,
       scheduler: m.schedulers.stage2,
     },
     stage3: {

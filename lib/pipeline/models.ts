@@ -27,7 +27,7 @@ export type Tokenize = (text: string, device: string) => Promise<Tensor>;
 /** Per-stage settings read from the manifest (official constants for `full`). */
 export interface StageDefaults {
   stage1: { frames: number; height: number; width: number; steps: number; guidance: number; scheduler: DpmSolverConfig };
-  stage2: { window: number; condFrames: number; steps: number; guidance: number; eta: number; replaceOverlap: number; scheduler: DdimConfig };
+  stage2: { window: number; condFrames: number; steps: number; guidance: number; eta: number; replaceOverlap: number; cutRetries: number; scheduler: DdimConfig };
   stage3: {
     steps: number;
     guidance: number;

@@ -8,6 +8,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { checkSigmas } from '../schedulers/dpmpp-2m-sde.js';
 import { createLogSnrCosineInterpSchedule, sdeditSigmas, type LogSnrTable } from '../schedulers/logsnr-cosine.js';
+import { MAX_CUT_RETRIES } from '../models/manifest-types.js';
 import type { StageDefaults } from './models.js';
 import type { EnhanceLayout } from './stage3.js';
 import type { ProgressEvent } from './types.js';
@@ -56,9 +57,14 @@ export interface GenerateOptions {
    * noised to the step's level, take the window's overlap positions, so the new frames are denoised beside the
    * frames they continue; 0 = never (the paper), 1 = every step (an addition of this library, not in the paper; see
    * `lib/pipeline/replace-overlap.ts`). Default from the manifest's `stage2.replace_overlap` (0 when absent).
-   * @example `{ steps: 20, guidance: 4, replaceOverlap: 0 }`
+   * `cutRetries`: how many times a window whose first new frame looks like a scene cut (the cut guard, an addition
+   * of this library: see `lib/pipeline/cut-guard.ts`) is sampled again with the generator's next noise; 0 = never
+   * (the paper), at most 10. Each retry costs one window; a retry of window 1 (the stage-1 → stage-2 handover) runs
+   * stage 1 again too, with a seed derived from `seed`. When it is on, the 16 stage-1 frames are streamed once
+   * window 1 is accepted, not before. Default from the manifest's `stage2.cut_retries` (0 when absent).
+   * @example `{ steps: 20, guidance: 4, replaceOverlap: 0, cutRetries: 2 }`
    */
-  stage2?: { steps?: number; guidance?: number; eta?: number; replaceOverlap?: number };
+  stage2?: { steps?: number; guidance?: number; eta?: number; replaceOverlap?: number; cutRetries?: number };
   /** Stage-3 enhancement: `false` to skip, `true` or options to run. Default true. */
   enhance?: boolean | EnhanceOptions;
   /** Directory where the run persists its state after every stage-2 window, to resume after a crash or abort. Default none. */
@@ -76,7 +82,7 @@ export interface ResolvedGenerateOptions {
   numFrames: number;
   seed: number;
   stage1: { steps: number; guidance: number };
-  stage2: { steps: number; guidance: number; eta: number; replaceOverlap: number };
+  stage2: { steps: number; guidance: number; eta: number; replaceOverlap: number; cutRetries: number };
   enhance:
     | false
     | {
@@ -228,13 +234,14 @@ export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults,
   const s1 = objectOption(input.stage1, 'stage1');
   checkKeys(s1, ['steps', 'guidance'], 'stage1.');
   const s2 = objectOption(input.stage2, 'stage2');
-  checkKeys(s2, ['steps', 'guidance', 'eta', 'replaceOverlap'], 'stage2.');
+  checkKeys(s2, ['steps', 'guidance', 'eta', 'replaceOverlap', 'cutRetries'], 'stage2.');
   const stage1 = { steps: intOption(s1.steps, 'stage1.steps', d.stage1.steps, 1, 1000), guidance: numberOption(s1.guidance, 'stage1.guidance', d.stage1.guidance, 0, 100) };
   const stage2 = {
     steps: intOption(s2.steps, 'stage2.steps', d.stage2.steps, 1, 1000),
     guidance: numberOption(s2.guidance, 'stage2.guidance', d.stage2.guidance, 0, 100),
     eta: numberOption(s2.eta, 'stage2.eta', d.stage2.eta, 0, 1),
     replaceOverlap: numberOption(s2.replaceOverlap, 'stage2.replaceOverlap', d.stage2.replaceOverlap, 0, 1),
+    cutRetries: intOption(s2.cutRetries, 'stage2.cutRetries', d.stage2.cutRetries, 0, MAX_CUT_RETRIES),
   };
   let enhance: ResolvedGenerateOptions['enhance'] = false;
   const raw = input.enhance === undefined ? true : input.enhance; // null is an error, not "default"

@@ -16,7 +16,7 @@ export interface ProgressPlan {
 
 export class ProgressTracker {
   readonly #start = performance.now();
-  readonly #total: number;
+  #total: number;
   readonly #windows: number;
   readonly #plan: ProgressPlan;
   readonly #callback: ((e: ProgressEvent) => void) | undefined;
@@ -41,7 +41,16 @@ export class ProgressTracker {
     this.#done = this.#skipped;
   }
 
-  step(phase: ProgressPhase, window: number, step: number, steps: number): void {
+  /**
+   * The cut guard samples window `window` again (attempt ≥ 1) because `seam` looked like a cut: one more window of
+   * work, and one more stage 1 when `withStage1` (a retry at the handover).
+   */
+  retry(window: number, attempt: number, seam: { content: number; ratio: number }, withStage1: boolean): void {
+    this.#total += this.#plan.stage2.steps + (withStage1 ? this.#plan.stage1.steps : 0);
+    this.#emit({ phase: 'stage2', window, attempt, seam: { content: seam.content, ratio: seam.ratio } });
+  }
+
+  step(phase: ProgressPhase, window: number, step: number, steps: number, attempt = 0): void {
     if (phase === 'stage3') {
       const e = this.#plan.enhance;
       const chunks = e === false ? 1 : Math.max(1, Math.ceil((this.#plan.numFrames - e.overlapFrames) / (e.chunkFrames - e.overlapFrames)));
@@ -49,7 +58,7 @@ export class ProgressTracker {
     } else {
       this.#done += 1;
     }
-    this.#emit({ phase, window, step, steps });
+    this.#emit({ phase, window, step, steps, ...(attempt > 0 ? { attempt } : {}) });
   }
 
   windowDone(window: number, framesDone: number): void {
@@ -66,7 +75,7 @@ export class ProgressTracker {
     this.#emit({ phase: 'stage3-decode', step: done, steps: total });
   }
 
-  #emit(part: { phase: ProgressPhase; window?: number; step?: number; steps?: number }): void {
+  #emit(part: { phase: ProgressPhase; window?: number; step?: number; steps?: number; attempt?: number; seam?: { content: number; ratio: number } }): void {
     if (this.#callback === undefined) return;
     const elapsedMs = performance.now() - this.#start;
     const fraction = Math.min(1, this.#done / Math.max(1, this.#total));

@@ -31,13 +31,21 @@ export interface ProgressEvent {
   step?: number;
   /** Sampler steps of the current phase. */
   steps?: number;
+  /**
+   * The cut guard's attempt at this stage-2 window (option `stage2.cutRetries`): 1 for the first retry. Absent on a
+   * window's first sampling. A retry starts with an event holding `attempt` and `seam` but no `step`; a retry of
+   * window 1 (the stage-1 → stage-2 handover) runs stage 1 again first, its `stage1` step events carrying `attempt`.
+   */
+  attempt?: number;
+  /** On a retry's first event: the score of the seam that looked like a cut (see `lib/pipeline/cut-guard.ts`). */
+  seam?: { content: number; ratio: number };
   /** Preview frames produced so far. */
   framesDone: number;
   /** Final (enhanced) frames produced so far. */
   finalFramesDone: number;
   /** Frames requested. */
   totalFrames: number;
-  /** Fraction of the whole run's estimated work done, in [0, 1]. */
+  /** Fraction of the whole run's estimated work done, in [0, 1] (steps back a little when a cut-guard retry adds work). */
   fraction: number;
   /** Milliseconds since the run started. */
   elapsedMs: number;

@@ -170,6 +170,8 @@ describe('help and usage errors', () => {
     ['--guidance1 nan', ['generate', 'a cat', '--guidance1', 'nan', '--out', 'OUT/x.mp4'], /--guidance1 expects a number, got "nan"/],
     ['--steps2 0', ['generate', 'a cat', '--steps2', '0', '--out', 'OUT/x.mp4'], /for `stage2\.steps` but received 0 of type number \(flag --steps2\)/],
     ['--replace-overlap 1.5', ['generate', 'a cat', '--replace-overlap', '1.5', '--out', 'OUT/x.mp4'], /Expected a number in \[0, 1\] for `stage2\.replaceOverlap` but received 1\.5 of type number \(flag --replace-overlap\)/],
+    ['--cut-retries 11', ['generate', 'a cat', '--cut-retries', '11', '--out', 'OUT/x.mp4'], /Expected an integer in \[0, 10\] for `stage2\.cutRetries` but received 11 of type number \(flag --cut-retries\)/],
+    ['--cut-retries 1.5', ['generate', 'a cat', '--cut-retries', '1.5', '--out', 'OUT/x.mp4'], /--cut-retries expects an integer, got "1\.5"/],
     ['--replace-overlap on', ['generate', 'a cat', '--replace-overlap', 'on', '--out', 'OUT/x.mp4'], /--replace-overlap expects a number, got "on"/],
     ['--layout stretch', ['generate', 'a cat', '--layout', 'stretch', '--out', 'OUT/x.mp4'], /Expected 'pad' or 'crop' for `enhance\.layout` but received "stretch" \(flag --layout\)/],
     ['--overlap ≥ --chunk', ['generate', 'a cat', '--chunk', '8', '--overlap', '8', '--out', 'OUT/x.mp4'], /for `enhance\.overlapFrames` but received 8 of type number \(flag --overlap\)/],

@@ -279,4 +279,20 @@ describe('model directory validation errors', () => {
     expect(err).toBeInstanceOf(ManifestError);
     expect((err as Error).message).toMatch(/`defaults\.stage2\.replace_overlap` must be a number in \[0, 1\]/);
   });
+
+  it('defaults.stage2.cut_retries: optional (0 when absent), an integer in [0, 10], anything else → ManifestError', async () => {
+    expect((await readManifest(tinyDir, { verifyHashes: false })).defaults.stage2.cutRetries).toBe(0);
+    const on = copyTiny();
+    on.manifest.defaults.stage2.cut_retries = 2;
+    on.save();
+    expect((await readManifest(on.dir, { verifyHashes: false })).defaults.stage2.cutRetries).toBe(2);
+    for (const value of [1.5, 11, -1, '2']) {
+      const bad = copyTiny();
+      bad.manifest.defaults.stage2.cut_retries = value;
+      bad.save();
+      const err = await readManifest(bad.dir, { verifyHashes: false }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ManifestError);
+      expect((err as Error).message).toMatch(/`defaults\.stage2\.cut_retries` must be an integer in \[0, 10\]/);
+    }
+  });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { StreamingT2VPipeline } from '../../lib/index.js';
-import { stage3StartScale } from '../../lib/pipeline/generate-frames.js';
+import { stage3StartScale } from '../../lib/pipeline/enhance-run.js';
 import { defaultModelDir } from '../../lib/pipeline/model-adapter.js';
 import { ROOT } from '../helpers/dist-build.js';
 

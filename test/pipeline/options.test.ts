@@ -125,6 +125,11 @@ const CASES: [string, unknown, string][] = [
   ['stage2.replaceOverlap boolean', { prompt: PROMPT, stage2: { replaceOverlap: true } }, 'Expected a number in [0, 1] for `stage2.replaceOverlap` but received true of type boolean'],
   ['stage2.replaceOverlap above 1', { prompt: PROMPT, stage2: { replaceOverlap: 1.5 } }, 'Expected a number in [0, 1] for `stage2.replaceOverlap` but received 1.5 of type number'],
   ['stage2.replaceoverlap misspelt', { prompt: PROMPT, stage2: { replaceoverlap: 1 } }, 'Unknown option `stage2.replaceoverlap` (did you mean `stage2.replaceOverlap`?)'],
+  ['stage2.cutRetries fractional', { prompt: PROMPT, stage2: { cutRetries: 1.5 } }, 'Expected an integer in [0, 10] for `stage2.cutRetries` but received 1.5 of type number'],
+  ['stage2.cutRetries above 10', { prompt: PROMPT, stage2: { cutRetries: 11 } }, 'Expected an integer in [0, 10] for `stage2.cutRetries` but received 11 of type number'],
+  ['stage2.cutRetries negative', { prompt: PROMPT, stage2: { cutRetries: -1 } }, 'Expected an integer in [0, 10] for `stage2.cutRetries` but received -1 of type number'],
+  ['stage2.cutRetries string', { prompt: PROMPT, stage2: { cutRetries: '2' } }, 'Expected an integer in [0, 10] for `stage2.cutRetries` but received "2"'],
+  ['stage2.cutRetry misspelt', { prompt: PROMPT, stage2: { cutRetry: 2 } }, 'Unknown option `stage2.cutRetry` (did you mean `stage2.cutRetries`?)'],
   // enhance
   ['enhance string', { prompt: PROMPT, enhance: 'yes' }, 'Expected a boolean or an options object for `enhance` but received "yes"'],
   ['enhance number', { prompt: PROMPT, enhance: 1 }, 'Expected a boolean or an options object for `enhance` but received 1 of type number'],
@@ -201,7 +206,7 @@ describe('resolveGenerateOptions accepts the edges and applies the manifest defa
     expect(r.seed).toBe(33);
     expect(r.negativePrompt).toBe('');
     expect(r.stage1).toEqual({ steps: 50, guidance: 9 });
-    expect(r.stage2).toEqual({ steps: 50, guidance: 7.5, eta: 1, replaceOverlap: 0 }); // tiny's manifest has no replace_overlap
+    expect(r.stage2).toEqual({ steps: 50, guidance: 7.5, eta: 1, replaceOverlap: 0, cutRetries: 0 }); // tiny's manifest has neither replace_overlap nor cut_retries
     expect(r.enhance).toMatchObject({ steps: 30, guidance: 7.5, rescale: 0.2, noiseLevel: 600, chunkFrames: 24, overlapFrames: 8, layout: 'pad', size: 128, encodeBatch: 8, decodeBatch: 8 });
     expect(defaults.stage3.scheduler.numTrainTimesteps).toBe(1000);
     expect(defaults.stage3.scheduler.zeroTerminalSnr).toBe(true);
@@ -238,6 +243,15 @@ describe('resolveGenerateOptions accepts the edges and applies the manifest defa
     expect(r.stage1).toEqual({ steps: 50, guidance: 0 });
     expect(r.stage2.eta).toBe(0);
     expect(r.enhance).not.toBe(false);
+  });
+
+  it('stage2.cutRetries: the manifest default unless given, and part of the run identity (resume key)', () => {
+    expect(resolve({ prompt: PROMPT, stage2: { cutRetries: 3 } }).stage2.cutRetries).toBe(3);
+    const on = resolveGenerateOptions({ prompt: PROMPT }, { ...defaults, stage2: { ...defaults.stage2, cutRetries: 2 } }, 'model-key');
+    expect(on.stage2.cutRetries).toBe(2);
+    const off = resolveGenerateOptions({ prompt: PROMPT, stage2: { cutRetries: 0 } }, { ...defaults, stage2: { ...defaults.stage2, cutRetries: 2 } }, 'model-key');
+    expect(off.stage2.cutRetries).toBe(0);
+    expect(JSON.stringify(on.identity)).not.toBe(JSON.stringify(off.identity));
   });
 
   it('stage2.replaceOverlap: the manifest default unless given, and part of the run identity (resume key)', () => {
