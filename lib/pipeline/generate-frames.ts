@@ -59,11 +59,6 @@ function disposeCandidate(c: Candidate | undefined): void {
   c?.start?.longTerm.dispose();
 }
 
-/** Splits RGB bytes of `count` frames into per-frame views. */
-function* splitFrames(rgb: Uint8Array, count: number, frameBytes: number): IterableIterator<Uint8Array> {
-  for (let i = 0; i < count; i++) yield rgb.subarray(i * frameBytes, (i + 1) * frameBytes);
-}
-
 /** Returns the CUDA caching allocator's free blocks to the driver (between stages, under a memory plan). No-op on CPU. */
 async function releaseCachedMemory(device: string, memory: RunMemorySettings): Promise<void> {
   if (memory.releaseCachedMemory && device.startsWith('cuda')) await emptyCache(device);
@@ -97,7 +92,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
   const where: { stage: 'stage1' | 'stage2' | 'stage3'; window: number } = { stage: 'stage1', window: 0 };
 
   const emitPreview = function* (rgb: Uint8Array, count: number): IterableIterator<GeneratedFrame> {
-    for (const data of splitFrames(rgb, count, frameBytes)) {
+    for (const data of frameViews(rgb, frameBytes, 0, count)) {
       keepPreview?.set(data, framesDone * frameBytes);
       yield { index: framesDone++, stage: 'preview', width, height, data };
     }

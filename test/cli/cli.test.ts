@@ -134,7 +134,7 @@ describe('help and usage errors', () => {
     const flags = [...block!.matchAll(/^\s+'?([\w-]+)'?: \{ type: '(?:string|boolean)'(?:, short: '(\w)')?/gm)].map((m) => ({ long: m[1]!, short: m[2] }));
     expect(flags.map((f) => f.long)).toEqual([
       'frames', 'out', 'preview-out', 'png', 'model', 'device', 'seed', 'negative', 'no-enhance', 'steps1', 'steps2', 'steps3',
-      'guidance1', 'guidance2', 'guidance3', 'replace-overlap', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'dtype', 'vram-budget', 'ffmpeg', 'quiet',
+      'guidance1', 'guidance2', 'guidance3', 'replace-overlap', 'cut-retries', 'chunk', 'overlap', 'layout', 'state', 'fps', 'threads', 'dtype', 'vram-budget', 'ffmpeg', 'quiet',
     ]);
     for (const f of flags) {
       expect(r.stdout).toMatch(new RegExp(`--${f.long}(?![\\w-])`));

@@ -74,6 +74,27 @@ describe.runIf(trained)('cut guard (stage2.cutRetries) on the embedded default m
     expect(await settledLiveCount(baseline)).toBe(baseline);
   });
 
+  it('stage 1\'s frames stream once window 1 is accepted, before window 2 starts; a slow consumer pauses generation', async () => {
+    const events: ProgressEvent[] = [];
+    const it = pipe.generate({ ...HANDOVER, numFrames: 40, stage2: { cutRetries: 2 }, onProgress: (e) => events.push(e) })[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    expect(first.value!.index).toBe(0);
+    // window 1 (and its retries) ran, window 2 has not started
+    expect(events.some((e) => e.phase === 'stage2' && e.window === 1 && e.step !== undefined)).toBe(true);
+    expect(events.some((e) => e.phase === 'stage2' && (e.window ?? 0) >= 2)).toBe(false);
+    const seen = events.length;
+    await new Promise((r) => setTimeout(r, 400)); // the consumer is slow: nothing must run meanwhile
+    expect(events.length).toBe(seen);
+    expect(pendingNativeTasks()).toBe(0);
+    let count = 1;
+    for (let r = await it.next(); !r.done; r = await it.next()) count++;
+    expect(count).toBe(40);
+    // window-done events in order, once each, whatever was retried
+    expect(events.filter((e) => e.step === undefined && e.seam === undefined && e.phase !== 'stage1').map((e) => e.window)).toEqual([1, 2, 3]);
+    expect(await settledLiveCount(baseline)).toBe(baseline);
+  });
+
   it('a later window is retried alone: frames before it are unchanged, the kept seam is the least cut-like', async () => {
     const frames = 72; // 7 stage-2 windows
     const off = await run(pipe, { ...LATER, numFrames: frames, stage2: { cutRetries: 0 } });

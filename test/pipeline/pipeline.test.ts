@@ -80,9 +80,10 @@ describe('determinism', () => {
 });
 
 describe('streaming', () => {
+  // Without the cut guard (the paper's path; the guard holds stage 1's frames until window 1 is accepted: cut-guard.test.ts).
   it('the first frames arrive before stage 2 finishes, and a slow consumer pauses generation', async () => {
     const events: ProgressEvent[] = [];
-    const it = pipe.generate({ prompt: PROMPT, numFrames: 40, ...FAST, enhance: false, onProgress: (e) => events.push(e) })[Symbol.asyncIterator]();
+    const it = pipe.generate({ prompt: PROMPT, numFrames: 40, ...FAST, stage2: { ...FAST.stage2, cutRetries: 0 }, enhance: false, onProgress: (e) => events.push(e) })[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.done).toBe(false);
     expect((first.value as GeneratedFrame).index).toBe(0);
