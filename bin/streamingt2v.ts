@@ -117,8 +117,7 @@ function bar(e: ProgressEvent): string {
             ? 'stage 3 encode'
             : 'stage 3 decode';
   const step = e.step !== undefined && e.steps !== undefined ? ` step ${e.step + (e.phase.startsWith('stage3-') ? 0 : 1)}/${e.steps}` : '';
-  const retry =
-    e.attempt === undefined ? '' : e.seam !== undefined ? ` cut guard: retry ${e.attempt} (seam content ${e.seam.content.toFixed(1)}, ratio ${e.seam.ratio.toFixed(2)})` : ` retry ${e.attempt}`;
+  const retry = e.attempt === undefined ? '' : ` cut-guard retry ${e.attempt}${e.seam === undefined ? '' : ` (seam content ${e.seam.content.toFixed(1)}, ratio ${e.seam.ratio.toFixed(2)})`}`;
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(0).padStart(3)}% ${where}${retry}${step} frames ${e.framesDone}/${e.totalFrames}${e.finalFramesDone > 0 ? ` final ${e.finalFramesDone}` : ''}${eta}`;
 }
 
@@ -217,7 +216,7 @@ async function generate(args: string[]): Promise<number> {
         : (e: ProgressEvent) => {
             const line = bar(e);
             if (tty) process.stderr.write(`\r${line.padEnd(lastLine.length)}`);
-            else if (e.step === undefined || e.phase === 'stage3') process.stderr.write(`${line}\n`);
+            else if (e.step === undefined || e.seam !== undefined || e.phase === 'stage3') process.stderr.write(`${line}\n`);
             lastLine = line;
           },
   }) as LongVideoOptions;

@@ -51,8 +51,11 @@ for (let i = Number(arg('from', 0)); i < Math.min(limit, prompts.length); i++) {
       ...(arg('replace-overlap') ? { replaceOverlap: Number(arg('replace-overlap')) } : {}),
       ...(arg('cut-retries') ? { cutRetries: Number(arg('cut-retries')) } : {}),
     },
-    // the cut guard's retries: [window, attempt, seam content, seam ratio] of each
-    onProgress: (p) => { if (p.seam !== undefined) retries.push([p.window, p.attempt, +p.seam.content.toFixed(2), +p.seam.ratio.toFixed(2)]); },
+    // the cut guard's retries: [window retried, attempt, seam content, seam ratio] of each (a handover retry starts
+    // with stage 1's steps: window 1)
+    onProgress: (p) => {
+      if (p.seam !== undefined) retries.push([p.phase === 'stage1' ? 1 : p.window, p.attempt, +p.seam.content.toFixed(2), +p.seam.ratio.toFixed(2)]);
+    },
   })) {
     const name = f.stage === 'preview' ? `${i}.rgb` : `${i}.final.rgb`;
     files[f.stage] ??= openSync(join(dir, name), 'w');

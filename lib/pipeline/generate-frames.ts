@@ -222,7 +222,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
               start.longTerm.dispose();
             }
             if (!seam.cut || attempt === o.stage2.cutRetries) break;
-            progress.retry(1, attempt + 1, seam, true);
+            progress.retry(seam, true);
             start = await runStart(attempt + 1);
           }
         } catch (error) {
@@ -253,6 +253,8 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     await releaseCachedMemory(device, memory);
     for (let k = nextWindow; k <= plan.windows; k++) {
       signal?.throwIfAborted();
+      where.stage = 'stage2';
+      where.window = k;
       // The cut guard's left side: the last frames shown, as shown (the CAM frames' RGB bytes).
       const shown = o.stage2.cutRetries > 0 ? frameViews(await shortTerm.frames.toRgbFrames(), frameBytes) : [];
       let best: Candidate | undefined;
@@ -268,7 +270,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
             candidate.window.dispose();
           }
           if (seam === undefined || !seam.cut || attempt === o.stage2.cutRetries) break;
-          progress.retry(k, attempt + 1, seam, false);
+          progress.retry(seam, false);
         }
       } catch (error) {
         disposeCandidate(best);

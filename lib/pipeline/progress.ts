@@ -24,6 +24,8 @@ export class ProgressTracker {
   #skipped = 0;
   #framesDone = 0;
   #final = 0;
+  /** The seam that made the cut guard retry, reported on the retry's first step event. */
+  #retrySeam: { content: number; ratio: number } | undefined;
 
   constructor(plan: ProgressPlan, windows: number, callback: ((e: ProgressEvent) => void) | undefined) {
     this.#plan = plan;
@@ -42,12 +44,13 @@ export class ProgressTracker {
   }
 
   /**
-   * The cut guard samples window `window` again (attempt ≥ 1) because `seam` looked like a cut: one more window of
-   * work, and one more stage 1 when `withStage1` (a retry at the handover).
+   * The cut guard samples a window again because `seam` looked like a cut: one more window of work, and one more
+   * stage 1 when `withStage1` (a retry at the handover). The next step event reports the seam (no event of its own,
+   * so a step-less event still means "a window is done").
    */
-  retry(window: number, attempt: number, seam: { content: number; ratio: number }, withStage1: boolean): void {
+  retry(seam: { content: number; ratio: number }, withStage1: boolean): void {
     this.#total += this.#plan.stage2.steps + (withStage1 ? this.#plan.stage1.steps : 0);
-    this.#emit({ phase: 'stage2', window, attempt, seam: { content: seam.content, ratio: seam.ratio } });
+    this.#retrySeam = { content: seam.content, ratio: seam.ratio };
   }
 
   step(phase: ProgressPhase, window: number, step: number, steps: number, attempt = 0): void {
@@ -58,7 +61,9 @@ export class ProgressTracker {
     } else {
       this.#done += 1;
     }
-    this.#emit({ phase, window, step, steps, ...(attempt > 0 ? { attempt } : {}) });
+    const seam = this.#retrySeam;
+    this.#retrySeam = undefined;
+    this.#emit({ phase, window, step, steps, ...(attempt > 0 ? { attempt } : {}), ...(seam === undefined ? {} : { seam }) });
   }
 
   windowDone(window: number, framesDone: number): void {

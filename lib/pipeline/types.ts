@@ -32,12 +32,13 @@ export interface ProgressEvent {
   /** Sampler steps of the current phase. */
   steps?: number;
   /**
-   * The cut guard's attempt at this stage-2 window (option `stage2.cutRetries`): 1 for the first retry. Absent on a
-   * window's first sampling. A retry starts with an event holding `attempt` and `seam` but no `step`; a retry of
-   * window 1 (the stage-1 → stage-2 handover) runs stage 1 again first, its `stage1` step events carrying `attempt`.
+   * On the step events of a cut-guard retry (option `stage2.cutRetries`): 1 for the first retry of the window, absent
+   * on its first sampling. A retry of window 1 (the stage-1 → stage-2 handover) runs stage 1 again first, so its
+   * `stage1` step events (window 0) carry `attempt` too. Retries add no step-less event: one without `step` still
+   * means a window is done.
    */
   attempt?: number;
-  /** On a retry's first event: the score of the seam that looked like a cut (see `lib/pipeline/cut-guard.ts`). */
+  /** On the first step event of a retry: the score of the seam that looked like a cut (see `lib/pipeline/cut-guard.ts`). */
   seam?: { content: number; ratio: number };
   /** Preview frames produced so far. */
   framesDone: number;

@@ -56,13 +56,16 @@ describe.runIf(trained)('cut guard (stage2.cutRetries) on the embedded default m
     expect(on.frames).toHaveLength(24);
     const retries = retriesOf(on.events);
     expect(retries.length).toBeGreaterThanOrEqual(1);
-    expect(retries.map((e) => [e.window, e.attempt])).toEqual(retries.map((_, i) => [1, i + 1]));
+    // A handover retry runs stage 1 again: its first step event (stage 1, window 0) reports the seam.
+    expect(retries.map((e) => [e.phase, e.window, e.attempt, e.step])).toEqual(retries.map((_, i) => ['stage1', 0, i + 1, 0]));
     // The first retry reports the seam of the first attempt, which is the unguarded run's.
     expect(retries[0]!.seam!.content).toBeCloseTo(cut.content, 4);
     expect(retries[0]!.seam!.ratio).toBeCloseTo(cut.ratio, 4);
     for (const e of retries) expect(e.seam!.ratio >= CUT_RATIO && e.seam!.content >= CUT_MIN_CONTENT).toBe(true);
-    // A handover retry runs stage 1 again (its step events carry the attempt) and changes the first 16 frames.
-    expect(on.events.some((e) => e.phase === 'stage1' && e.attempt === 1 && e.step !== undefined)).toBe(true);
+    // ... and window 1 after it (its step events carry the attempt too); the first 16 frames change.
+    expect(on.events.some((e) => e.phase === 'stage2' && e.window === 1 && e.attempt === 1 && e.step !== undefined)).toBe(true);
+    // No step-less event but the window-done ones: stage 1, window 1.
+    expect(on.events.filter((e) => e.step === undefined).map((e) => [e.phase, e.window])).toEqual([['stage1', 0], ['stage2', 1]]);
     expect(on.frames.slice(0, 16).some((f, i) => !equal(f, off.frames[i]!))).toBe(true);
     const kept = seamAt(on.frames, 16);
     expect(kept.ratio).toBeLessThanOrEqual(Math.min(...retries.map((e) => e.seam!.ratio)) + 1e-9);
@@ -90,8 +93,8 @@ describe.runIf(trained)('cut guard (stage2.cutRetries) on the embedded default m
     let count = 1;
     for (let r = await it.next(); !r.done; r = await it.next()) count++;
     expect(count).toBe(40);
-    // window-done events in order, once each, whatever was retried
-    expect(events.filter((e) => e.step === undefined && e.seam === undefined && e.phase !== 'stage1').map((e) => e.window)).toEqual([1, 2, 3]);
+    // window-done events (the only step-less ones) in order, once each, whatever was retried
+    expect(events.filter((e) => e.step === undefined).map((e) => e.window)).toEqual([0, 1, 2, 3]);
     expect(await settledLiveCount(baseline)).toBe(baseline);
   });
 
@@ -102,6 +105,7 @@ describe.runIf(trained)('cut guard (stage2.cutRetries) on the embedded default m
     const retries = retriesOf(on.events);
     expect(retries.length).toBeGreaterThanOrEqual(1);
     const k = retries[0]!.window!;
+    expect(retries[0]!.phase).toBe('stage2');
     expect(k).toBeGreaterThanOrEqual(2);
     const at = 16 + 8 * (k - 1); // window k's first new frame
     // Windows before k had no retry: the same frames, bit for bit, as without the guard; window k's first attempt
@@ -114,7 +118,7 @@ describe.runIf(trained)('cut guard (stage2.cutRetries) on the embedded default m
     const kept = seamAt(on.frames, at);
     expect(kept.ratio).toBeLessThanOrEqual(Math.min(...atK.map((e) => e.seam!.ratio)) + 1e-9);
     if (kept.cut) expect(atK).toHaveLength(2); // a cut is kept only when every attempt was one
-    expect(on.events.some((e) => e.phase === 'stage2' && e.window === k && e.attempt === 1 && e.step !== undefined)).toBe(true);
+    expect(retriesOf(on.events, k).every((e) => e.phase === 'stage2' && e.step === 0 && e.attempt !== undefined)).toBe(true);
     expect(on.events.some((e) => e.phase === 'stage1' && e.attempt !== undefined)).toBe(false); // no stage-1 rerun after the handover
     expect(await settledLiveCount(baseline)).toBe(baseline);
   });
