@@ -117,8 +117,15 @@ function bar(e: ProgressEvent): string {
             ? 'stage 3 encode'
             : 'stage 3 decode';
   const step = e.step !== undefined && e.steps !== undefined ? ` step ${e.step + (e.phase.startsWith('stage3-') ? 0 : 1)}/${e.steps}` : '';
-  const retry = e.attempt === undefined ? '' : ` cut-guard retry ${e.attempt}${e.seam === undefined ? '' : ` (seam content ${e.seam.content.toFixed(1)}, ratio ${e.seam.ratio.toFixed(2)})`}`;
+  const retry = e.attempt === undefined ? '' : ` cut-guard retry ${e.attempt}`;
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(0).padStart(3)}% ${where}${retry}${step} frames ${e.framesDone}/${e.totalFrames}${e.finalFramesDone > 0 ? ` final ${e.finalFramesDone}` : ''}${eta}`;
+}
+
+/** The line that reports a cut-guard retry (on its first step event; a handover retry starts with stage 1). */
+function retryLine(e: ProgressEvent): string {
+  const window = e.phase === 'stage1' ? 1 : (e.window ?? 0);
+  const again = e.phase === 'stage1' ? ' (stage 1 and window 1 again)' : '';
+  return `cut guard: window ${window}'s first frame looked like a scene cut (seam content ${e.seam!.content.toFixed(1)}, ratio ${e.seam!.ratio.toFixed(2)}): retry ${e.attempt}${again}`;
 }
 
 async function generate(args: string[]): Promise<number> {
@@ -216,7 +223,9 @@ async function generate(args: string[]): Promise<number> {
         : (e: ProgressEvent) => {
             const line = bar(e);
             if (tty) process.stderr.write(`\r${line.padEnd(lastLine.length)}`);
-            else if (e.step === undefined || e.seam !== undefined || e.phase === 'stage3') process.stderr.write(`${line}\n`);
+            else if (e.step === undefined || e.phase === 'stage3') process.stderr.write(`${line}\n`);
+            // a cut-guard retry gets a line of its own (in a terminal too: the bar line is overwritten)
+            if (e.seam !== undefined) process.stderr.write(`${tty ? '\n' : ''}${retryLine(e)}\n`);
             lastLine = line;
           },
   }) as LongVideoOptions;
