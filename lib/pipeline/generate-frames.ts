@@ -107,6 +107,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
     const resumed = store === undefined ? undefined : await store.load(key);
     let nextWindow = 1;
     let context: { memory: LongTermMemory; tokens: Tensor } | undefined; // the stage-2 context of one APM memory
+    let lastShown: Uint8Array | undefined; // RGB of the last window accepted: the CAM frames, as shown
 
     /** Stage 1 with the attempt's seed: its 16 frames' RGB, the APM memory of its frame 0, the CAM memory of its last 8. */
     const runStart = async (attempt: number): Promise<Start> => {
@@ -178,6 +179,7 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
         chosen.window.dispose();
       }
       const segment = plan.segments[k]!;
+      lastShown = o.stage2.cutRetries > 0 ? chosen.rgb.slice() : undefined; // a copy: a consumer may write into its frames
       if (store !== undefined) {
         await store.appendPreview(chosen.rgb);
         await persist(store, key, k + 1, framesDone + segment.keepCount);
@@ -255,8 +257,9 @@ export async function* generateFrames(models: PipelineModels, o: ResolvedGenerat
       signal?.throwIfAborted();
       where.stage = 'stage2';
       where.window = k;
-      // The cut guard's left side: the last frames shown, as shown (the CAM frames' RGB bytes).
-      const shown = o.stage2.cutRetries > 0 ? frameViews(await shortTerm.frames.toRgbFrames(), frameBytes) : [];
+      // The cut guard's left side: the last frames shown, as shown (the CAM frames' RGB bytes: the last accepted
+      // window's, read back from the CAM memory only after a resume).
+      const shown = o.stage2.cutRetries > 0 ? frameViews(lastShown ?? (await shortTerm.frames.toRgbFrames()), frameBytes) : [];
       let best: Candidate | undefined;
       try {
         for (let attempt = 0; ; attempt++) {
