@@ -130,8 +130,10 @@ printf '   %-28s %s (limit 64 MiB, wanted margin 8 MiB)\n' "copied to the device
 
 cat <<TXT
 
-== GPU session (the device tool's run; one command at most 600 s; 30 min of device time; the machine is given back
-   30 s after a call, so each call starts from a bare machine unless the next one follows at once):
+== GPU session (the device tool's run; one command at most 600 s; at present 15 min of device time a session, the
+   cold start included, so plan on ONE full call: run 1, or run 2 with a prebuilt addon, or the training script;
+   the machine is given back 30 s after a call, so each call starts from a bare machine unless the next one follows
+   at once):
   before:  mkdir -p /tmp/st2v-aside && mv models/tiny models/default /tmp/st2v-aside/
   run 1:   command: bash scripts/gpu/run-on-device.sh --quick     carry: [".gpu"]   timeout_s: 600
            (unpack, build the addon against the device's CUDA torch, export models/tiny there, CUDA tests, smoke)
