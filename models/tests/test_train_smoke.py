@@ -16,6 +16,24 @@ ROLES = {"vae_encoder", "vae_decoder", "enhancer_vae_encoder", "enhancer_vae_dec
          "unet_stage2", "apm_image_encoder", "enhancer_unet", "enhancer_text_encoder"}
 
 
+def _assert_same(test: unittest.TestCase, a, b, where: str) -> None:
+    """``a`` and ``b`` hold the same structure and bit-identical tensors (same dtype and shape)."""
+    test.assertIs(type(a), type(b), where)
+    if isinstance(a, torch.Tensor):
+        test.assertEqual((a.dtype, a.shape), (b.dtype, b.shape), where)
+        test.assertTrue(torch.equal(a, b), where)
+    elif isinstance(a, dict):
+        test.assertEqual(list(a), list(b), where)
+        for k in a:
+            _assert_same(test, a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        test.assertEqual(len(a), len(b), where)
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(test, x, y, f"{where}[{i}]")
+    else:
+        test.assertEqual(a, b, where)
+
+
 def _run(out: str, device: str, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "models.train.all", "--out", out, "--steps-scale", "0.002", "--clips", "6",
            "--budget-minutes", "10", "--device", device, *extra]
@@ -158,8 +176,8 @@ class TrainSmokeTest(unittest.TestCase):
                                     "TRAIN_ARGS": args})
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
             self.assertNotIn("missing", r.stdout)
-            self.assertEqual(set(os.listdir(back)), {"vae.pt", "vae_ft.pt", "stage1.pt", "stage1_centred.pt",
-                                                     "stage2_turn.pt", "enhancer.pt", "losses.jsonl", "train.log"})
+            self.assertEqual(set(os.listdir(back)), {"vae.npz", "vae_ft.npz", "stage1.npz", "stage1_centred.npz",
+                                                     "stage2_turn.npz", "enhancer.npz", "losses.jsonl", "train.log"})
             for f in ("latents_turn_0of2.pt", "latents_turn_1of2.pt"):
                 self.assertTrue(os.path.exists(os.path.join(work, f)), f)
             for f in ("stage1_more.pt", "stage2.pt"):
@@ -170,15 +188,18 @@ class TrainSmokeTest(unittest.TestCase):
             self.assertIn("turn share 0.5", logged)
             with open(os.path.join(work, "stage2_turn_rank1_log.txt")) as f:
                 self.assertNotIn("Error", f.read())
-            # the script header's commands: the files that came back, collected into weights.pt
-            os.makedirs(export)
-            for f in os.listdir(back):
-                shutil.copy(os.path.join(back, f), export)
+            # the script header's commands: the packed files that came back, unpacked and collected into weights.pt
+            npz = sorted(os.path.join(back, f) for f in os.listdir(back) if f.endswith(".npz"))
+            subprocess.run([sys.executable, "-m", "models.train.portable", "unpack", *npz, "--out-dir", export],
+                           cwd=ROOT, check=True, capture_output=True, timeout=300)
+            shutil.copy(os.path.join(back, "losses.jsonl"), export)
+            for f in ("vae", "vae_ft", "stage1", "stage1_centred", "stage2_turn", "enhancer"):   # bit for bit
+                _assert_same(self, torch.load(os.path.join(work, f + ".pt")), torch.load(os.path.join(export, f + ".pt")), f)
             subprocess.run([sys.executable, "-m", "models.train.all", "--out", export, "--collect"], cwd=ROOT,
                            check=True, capture_output=True, timeout=300)
             weights = torch.load(os.path.join(export, "weights.pt"))
             self.assertEqual(set(weights), ROLES)
-            turn = torch.load(os.path.join(back, "stage2_turn.pt"))
+            turn = torch.load(os.path.join(work, "stage2_turn.pt"))
             for k, v in turn["unet_stage2"].items():          # stage 2 comes from stage2_turn.pt
                 self.assertTrue(torch.equal(weights["unet_stage2"][k], v), k)
 

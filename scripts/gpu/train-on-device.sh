@@ -5,13 +5,15 @@
 #   bash scripts/gpu/train-on-device.sh                     # TRAIN_ARGS="..." replaces the recipe flags below
 #
 # Writes into $OUT (default .gpu-work/out), flat, at most 8 files of < 16 MiB (what a device call brings back):
-# vae.pt vae_ft.pt stage1.pt stage1_centred.pt (or stage1_more.pt) stage2_turn.pt (or stage2.pt) enhancer.pt
-# losses.jsonl train.log.
-# Back on the CPU machine,
-# put them into a directory and export with Debian's torch 1.13 (TorchScript saved by torch 2.x does not load in
-# libtorch 1.13):
+# vae.npz vae_ft.npz stage1.npz stage1_centred.npz (or stage1_more.npz) stage2_turn.npz (or stage2.npz)
+# enhancer.npz losses.jsonl train.log. The .npz files are the finished <component>.pt files packed by
+# models.train.portable (tensors as NumPy arrays + a JSON skeleton), because torch.load is not forward compatible:
+# a .pt written by the device's torch 2.x is not promised to load in Debian's torch 1.13. Back on the CPU machine,
+# unpack them into a directory and export with torch 1.13 (TorchScript saved by torch 2.x does not load in
+# libtorch 1.13 either):
 #
-#   mkdir -p /tmp/st2v-gpu && cp <files_at>/*.pt <files_at>/losses.jsonl /tmp/st2v-gpu/
+#   /usr/bin/python3 -m models.train.portable unpack <files_at>/*.npz --out-dir /tmp/st2v-gpu
+#   cp <files_at>/losses.jsonl /tmp/st2v-gpu/
 #   /usr/bin/python3 -m models.train.all --out /tmp/st2v-gpu --collect
 #   /usr/bin/python3 -m models.export --config tiny --weights /tmp/st2v-gpu/weights.pt --out models/default \
 #       --name default --prediction-type v_prediction --defaults models/train/default-defaults.json
@@ -41,9 +43,18 @@ echo "train-on-device: training took $(( $(date +%s) - t0 )) s" | tee -a "$OUT/t
 # stage1_centred.pt replaces stage1_more.pt where it finished (its UNet is the later one; at most 8 files come back)
 last_s1=stage1_more.pt; [ -f "$WORK/stage1_centred.pt" ] && last_s1=stage1_centred.pt
 last_s2=stage2.pt; [ -f "$WORK/stage2_turn.pt" ] && last_s2=stage2_turn.pt      # recipe 3 trains stage2_turn only
-for f in vae.pt vae_ft.pt stage1.pt "$last_s1" "$last_s2" enhancer.pt losses.jsonl; do
-  if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$OUT/$f"; else echo "train-on-device: missing $f" | tee -a "$OUT/train.log"; fi
+for f in vae.pt vae_ft.pt stage1.pt "$last_s1" "$last_s2" enhancer.pt; do
+  if [ -f "$WORK/$f" ]; then
+    if "$PY" -m models.train.portable pack "$WORK/$f" --out-dir "$OUT" >> "$OUT/train.log" 2>&1; then
+      tail -n 1 "$OUT/train.log"
+    else
+      tail -n 3 "$OUT/train.log"; echo "train-on-device: FAILED: packing $f" | tee -a "$OUT/train.log"; exit 1
+    fi
+  else
+    echo "train-on-device: missing $f" | tee -a "$OUT/train.log"
+  fi
 done
+if [ -f "$WORK/losses.jsonl" ]; then cp "$WORK/losses.jsonl" "$OUT/"; else echo "train-on-device: missing losses.jsonl" | tee -a "$OUT/train.log"; fi
 # the two processes' own logs end up in train.log too (for the step times)
 for f in "$WORK"/*_log.txt; do [ -f "$f" ] && { echo "== $f"; tail -n 5 "$f"; } >> "$OUT/train.log"; done
 ls -la "$OUT"
