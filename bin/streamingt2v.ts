@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { cudaAvailable, torchInfo } from '../lib/device.js';
 import { isStreamingT2VError } from '../lib/errors.js';
 import { generateLongVideo, type LongVideoOptions } from '../lib/pipeline/long-video.js';
-import type { ProgressEvent } from '../lib/pipeline/types.js';
+import type { ProgressEvent, StreamingT2VWarning } from '../lib/pipeline/types.js';
 
 const HELP = `streamingt2v — long text-to-video generation (StreamingT2V) on libtorch
 
@@ -47,7 +47,7 @@ generate options:
   --vram-budget <GiB>     plan device memory for this budget (CFG split, offloading, VAE batch);
                           prints the plan at the end unless --quiet
   --ffmpeg <path>         ffmpeg binary (default: $STREAMINGT2V_FFMPEG or ffmpeg on PATH)
-  --quiet, -q             no progress output
+  --quiet, -q             no progress output and no warnings (errors only)
 
 Ctrl-C stops after the current network call and keeps what was written.`;
 
@@ -217,6 +217,10 @@ async function generate(args: string[]): Promise<number> {
     vramBudget: gibToBytes(num(values['vram-budget'], 'vram-budget', false)),
     ffmpegPath: values.ffmpeg,
     signal: controller.signal,
+    // a line of its own before the run (e.g. prompt words the embedded model never saw); -q: errors only
+    onWarning: (w: StreamingT2VWarning) => {
+      if (values.quiet !== true) process.stderr.write(`warning: ${w.message}\n`);
+    },
     onProgress:
       values.quiet === true
         ? undefined

@@ -106,7 +106,8 @@ export {
 export { generateLongVideo, streamLongVideo, type LongVideoOptions, type LongVideoResult, type StreamLongVideoOptions } from './pipeline/long-video.js';
 export { readAhead, type ReadAheadOptions } from './pipeline/read-ahead.js';
 export type { GenerateOptions, EnhanceOptions } from './pipeline/options.js';
-export type { GeneratedFrame, FrameStage, ProgressEvent, ProgressPhase } from './pipeline/types.js';
+export type { GeneratedFrame, FrameStage, ProgressEvent, ProgressPhase, StreamingT2VWarning } from './pipeline/types.js';
+export { promptWords, unknownWords } from './pipeline/vocabulary.js';
 export * from './video/index.js';
 export { readManifest, resolveShape, resolveDim, getComponent, sha256File, COMPONENT_ROLES, MANIFEST_FILE, MANIFEST_FORMAT, SUPPORTED_MANIFEST_VERSION } from './models/manifest.js';
 export type {

@@ -29,12 +29,13 @@ import json
 import os
 import sys
 from dataclasses import replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from . import manifest as mf
 from . import tokenizer as tk
+from . import world
 from .export_components import (RESOLUTIONS, as_tuple, aten_ops, build_from_checkpoints, build_random,
                                 component_specs, count_parameters, example_inputs, ops_missing_in_libtorch_113,
                                 script_module, write_libtorch_ops_file)
@@ -119,7 +120,8 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
                      dtype: str = "fp32", device: str = "cpu", verify: bool = True, allow_new_ops: bool = False,
                      weights_file: Optional[str] = None, log=print, name: Optional[str] = None,
                      defaults_override: Optional[dict] = None, prediction_type: Optional[str] = None,
-                     random_weights: bool = False, attention: str = "math") -> dict:
+                     random_weights: bool = False, attention: str = "math",
+                     prompt_words: Optional[Sequence[str]] = None) -> dict:
     """Write the model directory ``out_dir`` and return its manifest (see module docstring).
 
     Weights: random (``seed``), or ``weights_file`` (``{role: state_dict}``, our module names, strict), or the
@@ -129,6 +131,9 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
     ``attention``: "math" (matmul + softmax, loads in libtorch 1.13), "sdpa" (``scaled_dot_product_attention``,
     fused kernels on CUDA; torch >= 2.0, and the manifest then says ``min_libtorch: "2.0"``), or "auto" (sdpa when
     this torch has it).
+    ``prompt_words``: every word the text encoder saw in training (a model trained on a closed world, e.g. the
+    embedded default model: ``world.CORE_WORDS``); the manifest's ``prompt_words``, from which the library warns
+    about the words of a prompt outside it. None (official weights, open vocabulary): no list, no warning.
     """
     if attention not in ("math", "sdpa", "auto"):
         raise ExportError(f"attention must be math, sdpa or auto, not {attention!r}")
@@ -214,6 +219,8 @@ def export_directory(out_dir: str, config: str = "tiny", seed: int = 0, streamin
         "sources": mf.FULL_SOURCES if official else mf.tiny_sources(seed, weights_file),
         "files": mf.file_table(out_dir, [c["file"] for c in components] + tok_files),
     }
+    if prompt_words is not None:
+        manifest["prompt_words"] = mf.prompt_words(prompt_words)
     mf.write_manifest(out_dir, manifest)
     log(f"wrote {os.path.join(out_dir, mf.MANIFEST_NAME)}")
     return manifest
@@ -257,6 +264,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="attention kernels in the exported graphs: sdpa = F.scaled_dot_product_attention (fused "
                         "on CUDA; the files then need libtorch >= 2.0), math = matmul + softmax (libtorch 1.13); "
                         "auto = sdpa when this torch has it (default)")
+    parser.add_argument("--prompt-words", choices=["core", "full"], default=None,
+                        help="write the words of the synthetic world's captions (models/world.py: the core world the "
+                        "default model is trained on, or the full one) as the manifest's prompt_words, so the "
+                        "library warns about prompt words the model never saw (default: none, open vocabulary)")
     parser.add_argument("--write-op-list", action="store_true", help="write models/libtorch_1_13_ops.txt and exit")
     args = parser.parse_args(argv)
     if argv is None:
@@ -272,7 +283,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                          weights_file=args.weights, name=args.name,
                          defaults_override=_read_json(args.defaults) if args.defaults else None,
                          prediction_type=args.prediction_type, random_weights=args.random_weights,
-                         attention=args.attention)
+                         attention=args.attention,
+                         prompt_words=None if args.prompt_words is None else
+                         (world.CORE_WORDS if args.prompt_words == "core" else world.WORDS))
     except (ExportError, FileNotFoundError, RuntimeError) as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1

@@ -163,6 +163,18 @@ def tiny_sources(seed: int, weights_file: Optional[str] = None) -> List[dict]:
     return [{"components": list(ROLES), "source": source, "license": "MIT (this project)"}]
 
 
+def prompt_words(words: Sequence[str]) -> List[str]:
+    """The manifest's ``prompt_words``: sorted, unique, lowercase words of letters (what the library splits a prompt
+    into: ``lib/pipeline/vocabulary.ts``). Anything else is a ValueError naming the word."""
+    out = sorted(set(words))
+    for w in out:
+        if not isinstance(w, str) or not w or w != w.lower() or not w.isalpha():
+            raise ValueError(f"prompt_words: {w!r} is not a lowercase word of letters")
+    if not out:
+        raise ValueError("prompt_words: the list is empty (give None for an open vocabulary)")
+    return out
+
+
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     """Streaming sha256 of one file (hex)."""
     h = hashlib.sha256()

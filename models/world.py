@@ -109,6 +109,12 @@ CORE = {
 }
 WORLDS = ("full", "core")
 
+#: Every word a caption of the core world can contain (what a model trained on it has seen; the manifest's
+#: ``prompt_words`` of the embedded default model, so the library can say which words of a prompt it never saw).
+CORE_WORDS: Tuple[str, ...] = tuple(sorted(set(
+    ("a", "to", "the", "on", "background", "moving") + CORE["colours"] + CORE["bg_colours"] + CORE["shapes"]
+    + DIRECTIONS + tuple(s for s in SPEEDS if s) + CORE["patterns"])))
+
 
 def sample_scene(rng: np.random.Generator, kind: str = "full") -> Scene:
     """A random scene of world ``kind`` ('full' or 'core', see ``CORE``); all randomness comes from ``rng``."""

@@ -180,6 +180,13 @@ export interface ModelManifest {
   readonly sources: readonly ManifestSource[];
   /** sha256 (hex) and size of every file, by file name. */
   readonly files: Readonly<Record<string, { readonly sha256: string; readonly bytes: number }>>;
+  /**
+   * Every word the text encoder saw in training, for a model trained on a closed world (manifest `prompt_words`,
+   * lowercase words of letters; the embedded default model: the 27 words of its synthetic world's captions). A
+   * prompt with other words gets a `PROMPT_OUTSIDE_VOCABULARY` warning (`onWarning`). Undefined for an open
+   * vocabulary (the official weights): no warning.
+   */
+  readonly promptWords?: readonly string[] | undefined;
 }
 
 /** Options for {@link readManifest}. */

@@ -311,8 +311,18 @@ export async function readManifest(dir: string, opts: ReadManifestOptions = {}):
     throw new ManifestError(path, `${path}: \`min_libtorch\` must be a "major.minor" string, not ${JSON.stringify(minLibtorch)}. Re-export the directory.`);
   }
 
+  const promptWords = f.raw('prompt_words');
+  if (promptWords !== undefined) {
+    const bad = Array.isArray(promptWords) ? promptWords.find((w) => typeof w !== 'string' || !/^\p{L}+$/u.test(w) || w !== w.toLowerCase()) : promptWords;
+    if (!Array.isArray(promptWords) || promptWords.length === 0 || bad !== undefined) {
+      const what = Array.isArray(promptWords) ? (promptWords.length === 0 ? 'an empty list' : `a list holding ${JSON.stringify(bad)}`) : JSON.stringify(promptWords);
+      throw new ManifestError(path, `${path}: \`prompt_words\` must be a non-empty list of lowercase words (letters only), not ${what}. Re-export the directory (python3 -m models.export --prompt-words core).`);
+    }
+  }
+
   const manifest: ModelManifest = Object.freeze({
     dir: root, path, formatVersion, name: f.str('name'), ...(minLibtorch === undefined ? {} : { minLibtorch }),
+    ...(promptWords === undefined ? {} : { promptWords: Object.freeze([...(promptWords as string[])]) }),
     createdBy: Object.freeze(createdBy !== null && typeof createdBy === 'object' ? { ...(createdBy as Json) } : {}),
     components: Object.freeze(components), tokenizers, schedulers, defaults, sources: Object.freeze(sources), files: Object.freeze(files),
   });

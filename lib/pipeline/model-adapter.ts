@@ -23,6 +23,10 @@ export interface LoadedModels extends PipelineModels {
   dir: string;
   /** Identifies the weights (manifest hashes) for resume keys. */
   key: string;
+  /** The manifest's name. */
+  name: string;
+  /** The manifest's `prompt_words` (a closed vocabulary), if any. */
+  promptWords?: readonly string[] | undefined;
   hasEnhancer: boolean;
   dispose(): void;
 }
@@ -127,6 +131,8 @@ export async function loadPipelineModels(opts: {
     return {
       dir,
       key,
+      name: manifest.name,
+      promptWords: manifest.promptWords,
       device: opts.device,
       hasEnhancer: opts.loadEnhancer,
       defaults: stageDefaults(manifest),

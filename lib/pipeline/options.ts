@@ -11,7 +11,7 @@ import { createLogSnrCosineInterpSchedule, sdeditSigmas, type LogSnrTable } from
 import { MAX_CUT_RETRIES } from '../models/manifest-types.js';
 import type { StageDefaults } from './models.js';
 import type { EnhanceLayout } from './stage3.js';
-import type { ProgressEvent } from './types.js';
+import type { ProgressEvent, StreamingT2VWarning } from './types.js';
 
 /** Stage-3 (enhancement) options. Every field defaults to the model manifest's value. */
 export interface EnhanceOptions {
@@ -73,6 +73,14 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called with progress events; exceptions thrown by it are logged and ignored. */
   onProgress?: (event: ProgressEvent) => void;
+  /**
+   * Called with warnings about the run's input, once each, before any network call; exceptions thrown by it are
+   * logged and ignored. Default: `process.emitWarning`, each distinct warning once per process (printed to stderr
+   * unless the process listens for 'warning'). Today's one warning: `PROMPT_OUTSIDE_VOCABULARY`, a prompt with words a closed-vocabulary model
+   * (the embedded default model) never saw.
+   * @example `{ onWarning: (w) => log.warn(w.code, w.words) }`
+   */
+  onWarning?: (warning: StreamingT2VWarning) => void;
 }
 
 /** Options with every default applied. */
@@ -102,6 +110,7 @@ export interface ResolvedGenerateOptions {
   stateDir?: string | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((e: ProgressEvent) => void) | undefined;
+  onWarning?: ((w: StreamingT2VWarning) => void) | undefined;
   /** Everything that determines the output (for the resume key). */
   identity: unknown;
   /** Identifies the model (manifest hash). */
@@ -109,7 +118,7 @@ export interface ResolvedGenerateOptions {
 }
 
 /** The keys of {@link GenerateOptions} (also used by generateLongVideo to split its options). @internal */
-export const RUN_OPTION_KEYS: readonly string[] = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress'];
+export const RUN_OPTION_KEYS: readonly string[] = ['prompt', 'negativePrompt', 'numFrames', 'seed', 'stage1', 'stage2', 'enhance', 'stateDir', 'signal', 'onProgress', 'onWarning'];
 const ENHANCE_KEYS = ['steps', 'guidance', 'rescale', 'noiseLevel', 'chunkFrames', 'overlapFrames', 'layout', 'negativePrompt', 'positiveSuffix', 'encodeBatch', 'decodeBatch'];
 
 /** Maximum prompt length accepted (characters); the tokenizer keeps 75 tokens anyway. */
@@ -273,7 +282,8 @@ export function resolveGenerateOptions(input: GenerateOptions, d: StageDefaults,
   if (input.stateDir !== undefined && (typeof input.stateDir !== 'string' || input.stateDir.length === 0)) invalid('a directory path', 'stateDir', input.stateDir);
   if (input.signal !== undefined && !(input.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', input.signal);
   if (input.onProgress !== undefined && typeof input.onProgress !== 'function') invalid('a function', 'onProgress', input.onProgress);
+  if (input.onWarning !== undefined && typeof input.onWarning !== 'function') invalid('a function', 'onWarning', input.onWarning);
   // What the stage-1/2 frames depend on: a resumed run may change the enhancement settings.
   const identity = { prompt, negativePrompt, numFrames, seed, stage1, stage2 };
-  return { prompt, negativePrompt, numFrames, seed, stage1, stage2, enhance, stateDir: input.stateDir, signal: input.signal, onProgress: input.onProgress, identity, modelKey };
+  return { prompt, negativePrompt, numFrames, seed, stage1, stage2, enhance, stateDir: input.stateDir, signal: input.signal, onProgress: input.onProgress, onWarning: input.onWarning, identity, modelKey };
 }

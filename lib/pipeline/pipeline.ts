@@ -28,6 +28,7 @@ import { initialDevices } from './placement.js';
 import { checkComponentDtypes, COMPUTE_DTYPES, resolveComponentDtypes } from './precision.js';
 import { intOption, checkKeys, invalid, resolveGenerateOptions, type GenerateOptions } from './options.js';
 import type { GeneratedFrame } from './types.js';
+import { deliverWarning, vocabularyWarning } from './vocabulary.js';
 
 /** Options of {@link StreamingT2VPipeline.load}. */
 export interface PipelineLoadOptions {
@@ -246,6 +247,8 @@ export class StreamingT2VPipeline implements AsyncDisposable {
       const why = `stage 3 keeps the whole video's latents on the device, about ${formatBytes(plan.stage3BytesPerFrame)} per frame; raise \`vramBudget\` or pass \`enhance: false\``;
       invalid(`at most ${plan.maxEnhancedFrames} frames when enhancing under \`vramBudget\` ${plan.budget} (${why})`, 'numFrames', resolved.numFrames);
     }
+    const warning = vocabularyWarning(resolved.prompt, resolved.negativePrompt, this.#models.promptWords, this.#models.name);
+    if (warning !== undefined) deliverWarning(warning, resolved.onWarning);
     const controller = new AbortController();
     const user = resolved.signal;
     const onAbort = () => controller.abort(user?.reason);

@@ -20,6 +20,22 @@ export interface GeneratedFrame {
 /** A pipeline phase reported by progress events. */
 export type ProgressPhase = 'stage1' | 'stage2' | 'stage3-encode' | 'stage3' | 'stage3-decode';
 
+/**
+ * A non-fatal problem with a run's input, reported once, before any network call (`onWarning`; without one, as a
+ * Node process warning of type `StreamingT2VWarning`).
+ */
+export interface StreamingT2VWarning {
+  /**
+   * Stable code. `PROMPT_OUTSIDE_VOCABULARY`: the prompt (or negative prompt) has words the model never saw in
+   * training (a model with a closed vocabulary, manifest `prompt_words`, such as the embedded default model).
+   */
+  code: 'PROMPT_OUTSIDE_VOCABULARY';
+  /** What happened and what it means, in one paragraph. */
+  message: string;
+  /** The words concerned, lowercase, in order. */
+  words: readonly string[];
+}
+
 /** Emitted while a video is generated (`onProgress`). */
 export interface ProgressEvent {
   phase: ProgressPhase;

@@ -16,7 +16,7 @@
 #   cp <files_at>/losses.jsonl /tmp/st2v-gpu/
 #   /usr/bin/python3 -m models.train.all --out /tmp/st2v-gpu --collect
 #   /usr/bin/python3 -m models.export --config tiny --weights /tmp/st2v-gpu/weights.pt --out models/default \
-#       --name default --prediction-type v_prediction --defaults models/train/default-defaults.json
+#       --name default --prediction-type v_prediction --defaults models/train/default-defaults.json --prompt-words core
 #
 # The schedule is the CPU recipe 3's (session 13: the shipped model's chain, stage 1 -> stage1_centred ->
 # stage2_turn with the turn set; vae_ft and the enhancer in a second process), each component stopped by its share

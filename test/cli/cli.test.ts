@@ -238,6 +238,10 @@ describe.skipIf(!hasFfmpeg)('real runs on the tiny model', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^wrote ${file}, ${join(out, 'x.preview.mp4')}: 20 preview frames, 20 final frames on cpu in \\d+\\.\\d s\\n$`));
     expect(r.stderr).toContain('100% stage 3');
+    if (existsSync(join(ROOT, 'models', 'default', 'manifest.json'))) {
+      // the embedded model's closed vocabulary: one line before the run (and none under -q, below)
+      expect(r.stderr).toMatch(/^warning: The model "default" was trained on a closed vocabulary and never saw the word "bouncing": it still generates/);
+    }
     expect(readdirSync(out).sort()).toEqual(['x.mp4', 'x.preview.mp4']);
     expect(probe(file)).toEqual({ frames: 20, width: 128, height: 128 });
     expect(probe(join(out, 'x.preview.mp4'))).toEqual({ frames: 20, width: 64, height: 64 });

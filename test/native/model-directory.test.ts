@@ -241,6 +241,31 @@ describe('model directory validation errors', () => {
     expect(() => checkLibtorchVersion({ ...m, minLibtorch: undefined }, '1.0.0')).not.toThrow();
   });
 
+  it('prompt_words: read as promptWords (absent: undefined, an open vocabulary); anything but a non-empty list of lowercase words → ManifestError naming it', async () => {
+    const { dir, manifest, save } = copyTiny();
+    expect((await readManifest(dir, { verifyHashes: false })).promptWords).toBeUndefined();
+    manifest.prompt_words = ['a', 'red', 'circle', 'été'];
+    save();
+    const m = await readManifest(dir, { verifyHashes: false });
+    expect(m.promptWords).toEqual(['a', 'red', 'circle', 'été']);
+    expect(Object.isFrozen(m.promptWords)).toBe(true);
+    const cases: [unknown, string][] = [
+      ['red', 'not "red"'],
+      [[], 'not an empty list'],
+      [['a', 'Red'], 'not a list holding "Red"'],
+      [['a', 'red circle'], 'not a list holding "red circle"'],
+      [['a', 7], 'not a list holding 7'],
+      [['a', 'x2'], 'not a list holding "x2"'],
+    ];
+    for (const [value, text] of cases) {
+      manifest.prompt_words = value;
+      save();
+      const err = await readManifest(dir, { verifyHashes: false }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ManifestError);
+      expect((err as Error).message).toContain(`\`prompt_words\` must be a non-empty list of lowercase words (letters only), ${text}`);
+    }
+  });
+
   it('unknown role, missing required role, bad scheduler config, unsafe path → ManifestError', async () => {
     const a = copyTiny();
     a.manifest.components[0].role = 'text_encoder_xl';

@@ -161,6 +161,8 @@ const CASES: [string, unknown, string][] = [
   ['signal true', { prompt: PROMPT, signal: true }, 'Expected an AbortSignal for `signal` but received true of type boolean'],
   ['onProgress string', { prompt: PROMPT, onProgress: 'console.log' }, 'Expected a function for `onProgress` but received "console.log"'],
   ['onProgress object', { prompt: PROMPT, onProgress: { next() {} } }, 'Expected a function for `onProgress` but received an object'],
+  ['onWarning string', { prompt: PROMPT, onWarning: 'console.warn' }, 'Expected a function for `onWarning` but received "console.warn"'],
+  ['onwarning (case)', { prompt: PROMPT, onwarning: () => {} }, 'Unknown option `onwarning` (did you mean `onWarning`?)'],
   // unknown or misspelt keys, top level and nested
   ['numFrame', { prompt: PROMPT, numFrame: 20 }, 'Unknown option `numFrame` (did you mean `numFrames`?)'],
   ['num_frames', { prompt: PROMPT, num_frames: 20 }, 'Unknown option `num_frames` (did you mean `numFrames`?)'],

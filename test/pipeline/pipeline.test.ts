@@ -1,7 +1,7 @@
 // The three-stage pipeline on the tiny model directory (random weights, real libtorch, real
 // ffmpeg): frame counts, determinism, streaming/backpressure, abort, resume, memories.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 // Generous: these run real (tiny) networks on 2 shared CPU cores.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 120_000 });
 
-import { Generator, StreamingT2VPipeline, Tensor, generateLongVideo, pendingNativeTasks, type GeneratedFrame, type GenerateOptions, type ProgressEvent } from '../../lib/index.js';
+import { Generator, StreamingT2VPipeline, Tensor, generateLongVideo, pendingNativeTasks, type GeneratedFrame, type GenerateOptions, type ProgressEvent, type StreamingT2VWarning } from '../../lib/index.js';
 import { runStage2Window, stage2Context } from '../../lib/pipeline/stage2.js';
 import { loadPipelineModels, type LoadedModels } from '../../lib/pipeline/model-adapter.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -64,6 +64,36 @@ describe('frame counts (rule: ceil((N-16)/8) windows, the last one truncated; N 
     const frames = await collect({ prompt: PROMPT, numFrames: 26, ...FAST, enhance: false });
     expect(frames.length).toBe(26);
     expect(frames.every((f) => f.stage === 'preview')).toBe(true);
+  });
+});
+
+describe('prompt vocabulary (manifest prompt_words)', () => {
+  it.runIf(existsSync(join('models', 'default', 'manifest.json')))('the default model warns once, before any network call, about the words it never saw; known words and models without a list do not warn', async () => {
+    const events: string[] = [];
+    const warnings: StreamingT2VWarning[] = [];
+    const onWarning = (w: StreamingT2VWarning) => {
+      warnings.push(w);
+      events.push('warning');
+    };
+    const onProgress = () => events.push('progress');
+    const frames = await collect({ prompt: 'a red cat moving LEFT on the moon', numFrames: 1, ...FAST, enhance: false, onWarning, onProgress });
+    expect(frames.length).toBe(1);
+    expect(warnings.map((w) => [w.code, w.words])).toEqual([['PROMPT_OUTSIDE_VOCABULARY', ['cat', 'moon']]]);
+    expect(warnings[0]!.message).toContain('The model "default" was trained on a closed vocabulary and never saw the words "cat", "moon"');
+    expect(events[0]).toBe('warning');
+    expect(events.filter((e) => e === 'warning').length).toBe(1);
+    warnings.length = 0;
+    await collect({ prompt: 'a red circle moving to the left on a plain blue background', negativePrompt: 'a green square', numFrames: 1, ...FAST, enhance: false, onWarning });
+    await collect({ prompt: 'a red circle', negativePrompt: 'blurry', numFrames: 1, ...FAST, enhance: false, onWarning });
+    expect(warnings.map((w) => w.words)).toEqual([['blurry']]);
+    const tiny = await StreamingT2VPipeline.load({ modelDir: join('models', 'tiny'), device: 'cpu', threads: 1, loadEnhancer: false });
+    try {
+      warnings.length = 0;
+      await collect({ prompt: 'a cat playing the piano', numFrames: 1, ...FAST, enhance: false, onWarning }, tiny);
+      expect(warnings).toEqual([]); // models/tiny has no prompt_words: an open vocabulary
+    } finally {
+      tiny.dispose();
+    }
   });
 });
 
