@@ -85,13 +85,15 @@ def _spawn(args, what: list, log: str) -> subprocess.Popen:
            "--turn-p", str(args.turn_p), "--tone-p", str(args.tone_p), "--tone-gain", str(args.tone_gain),
            "--tone-offset", str(args.tone_offset), "--drift-p", str(args.drift_p), "--drift-size",
            str(args.drift_size), "--drift-colour", str(args.drift_colour), "--vae-edge-weight",
-           str(args.vae_edge_weight), "--vae-jitter", str(args.vae_jitter)] + what
+           str(args.vae_edge_weight), "--vae-jitter", str(args.vae_jitter), "--enhancer-loss", args.enhancer_loss] + what
     if args.stage2_lr is not None:
         cmd += ["--stage2-lr", str(args.stage2_lr)]
     if args.turn_terminal_p is not None:
         cmd += ["--turn-terminal-p", str(args.turn_terminal_p)]
     if args.turn_base_unet:
         cmd += ["--turn-base-unet", args.turn_base_unet]
+    if args.enhancer_init:
+        cmd += ["--enhancer-init", args.enhancer_init]
     if args.vertical_p is not None:
         cmd += ["--vertical-p", str(args.vertical_p)]
     if args.unet_channels is not None:
@@ -163,6 +165,12 @@ def main(argv=None) -> int:
     ap.add_argument("--terminal-p", type=float, default=0.0,
                     help="stage1_centred, stage2_turn: share of samples trained as the sampler's first step (t = 999, "
                          "pure noise; see stages.diffusion_loss)")
+    ap.add_argument("--enhancer-loss", choices=["x0", "min_snr"], default="x0",
+                    help="enhancer: x0 = every timestep's x0 error alike (runs 2-22); min_snr = weighted by min(SNR, 5) + 1 "
+                         "like stages 1-2, which teaches the low noise levels the SDE sampler ends at (session 22)")
+    ap.add_argument("--enhancer-init", default=None,
+                    help="enhancer: start from this torch file's enhancer_unet / enhancer_text_encoder state dicts "
+                         "(e.g. from_export's enhancer.pt) instead of random weights")
     ap.add_argument("--turn-p", type=float, default=0.3,
                     help="stage2_turn: share of each batch from the turn set (conditioning frames moving another way "
                          "than the caption; see latents.turn_pre)")
@@ -304,6 +312,8 @@ def main(argv=None) -> int:
                  if name == "stage2" else {})
         if name in ("stage1", "stage1_more", "stage1_centred", "stage2", "stage2_turn"):
             extra["motion_weight"] = args.motion_loss
+        if name == "enhancer":
+            extra.update(loss=args.enhancer_loss, init=args.enhancer_init)
         if name in ("vae", "vae_ft"):
             extra.update(edge_weight=args.vae_edge_weight, jitter=args.vae_jitter)
         if name == "stage1" and unet_channels is not None:

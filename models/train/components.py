@@ -171,12 +171,35 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
 
 
 # ------------------------------------------------------------------------------------------------ stage 3
+def enhancer_loss(x0: torch.Tensor, target: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
+                  kind: str = "x0") -> torch.Tensor:
+    """The enhancer's training loss on its x0 estimate: "x0" = plain MSE; "min_snr" = each sample's squared error
+    weighted by min(alpha^2 / sigma^2, 5) + 1 (``alpha``, ``sigma`` broadcast per sample), then the mean."""
+    err = (x0 - target) ** 2
+    if kind == "min_snr":
+        err = err * (torch.clamp((alpha / sigma) ** 2, max=5.0) + 1.0)
+    elif kind != "x0":
+        raise ValueError(f"enhancer loss must be x0 or min_snr, not {kind!r}")
+    return err.mean()
+
+
 def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int = 4, batch: int = 4,
-                   frames: int = 4, lr: float = 5e-4, p_uncond: float = 0.1, ckpt_every: int = 100, stop_at: Optional[int] = None) -> None:
+                   frames: int = 4, lr: float = 5e-4, p_uncond: float = 0.1, ckpt_every: int = 100, stop_at: Optional[int] = None,
+                   loss: str = "x0", init: Optional[str] = None) -> None:
     """Vid2VidUNet + its tiny OpenCLIP text encoder as a 2x SDEdit enhancer: latents of bicubic-upsampled 64x64
     renders are noised to t in [0, 640) on the logsnr_cosine_interp schedule and the v-parameterised model is
     trained so that its x0 estimate (alpha·x_t - sigma·v) is the latent of the true 128x128 render. Prompts get the
-    pipeline's ', ' suffix and pad id 0 (open_clip)."""
+    pipeline's ', ' suffix and pad id 0 (open_clip).
+
+    ``loss``: "x0" (runs 2-22) weighs every timestep's x0 error alike, which leaves the low noise levels, where the
+    x0 error is small anyway, almost no gradient: the shipped enhancer did not denoise there at all (session 22: at
+    t = 50 its x0 error equalled the noise's), and the SDE sampler's last steps, which run there, left the noise
+    in as speckle. "min_snr" weighs each sample's x0 error by min(SNR, 5) + 1 (SNR = alpha^2 / sigma^2), the
+    stage-1/2 weighting (``stages.diffusion_loss``; Hang et al. 2023, Min-SNR). ``init``: a torch file with
+    ``enhancer_unet`` and ``enhancer_text_encoder`` state dicts to start from (e.g. ``from_export``'s enhancer.pt
+    of a shipped model) instead of random weights."""
+    if loss not in ("x0", "min_snr"):
+        raise ValueError(f"enhancer loss must be x0 or min_snr, not {loss!r}")
     final = _finish_path(out, "enhancer")
     if os.path.exists(final):
         return
@@ -184,6 +207,11 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
     vae = load_vae(out).to(C.DEVICE)
     text = build_aux_model("openclip_text", C.NET_CONFIG)
     unet = build_aux_model("vid2vid_unet", C.NET_CONFIG)
+    if init is not None:
+        start = torch.load(init, map_location="cpu")
+        unet.load_state_dict(start["enhancer_unet"])
+        text.load_state_dict(start["enhancer_text_encoder"])
+        print(f"enhancer: started from {init}", flush=True)
     params = list(text.parameters()) + list(unet.parameters())
     emas = {"unet": C.EMA(unet, 0.995), "text": C.EMA(text, 0.995)}
     loop = C.TrainLoop(out, "enhancer", {"unet": unet, "text": text}, [{"params": params}], lr, 30, steps, budget_s,
@@ -207,7 +235,8 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
         xt = a * z_in + s * torch.randn_like(z_in)
         v = unet(xt, t.float(), text(C.token_ids(caps, pad_id=0)))
         x0 = a * xt - s * v
-        return F.mse_loss(x0, z_tgt), {"identity_mse": F.mse_loss(z_in, z_tgt).item()}
+        return enhancer_loss(x0, z_tgt, a, s, loss), {"identity_mse": F.mse_loss(z_in, z_tgt).item(),
+                                                      "x0_mse": F.mse_loss(x0, z_tgt).item()}
     loop.run(step)
     ema_u, ema_t = emas["unet"], emas["text"]
     C.save_final({"enhancer_unet": ema_u.state_dict(), "enhancer_text_encoder": ema_t.state_dict()}, final)
