@@ -40,12 +40,6 @@ import metrics  # noqa: E402
 TIMESTEPS = (20, 50, 100, 200, 300, 400, 500, 599)
 
 
-def true_clip(i: int, prompt: str, frames: int, size: int) -> np.ndarray:
-    """uint8 [F, size, size, 3]: the benchmark's reference scene of prompt ``i`` (metrics.reference_scene)."""
-    v = world.render(metrics.reference_scene(i, prompt), 0, frames, size).transpose(0, 2, 3, 1)
-    return ((v + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-
 def bicubic(lo: np.ndarray, size: int) -> np.ndarray:
     """uint8 [F, size, size, 3], the stage-3 input resize (bicubic, clamped)."""
     x = torch.from_numpy(lo).permute(0, 3, 1, 2).float()
@@ -121,7 +115,7 @@ def main() -> int:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for i, prompt in enumerate(metrics.load_prompts(args.prompts)):
-                lo, hi = true_clip(i, prompt, args.frames, 64), true_clip(i, prompt, args.frames, 128)
+                lo, hi = metrics.reference_video(i, prompt, args.frames, 64), metrics.reference_video(i, prompt, args.frames, 128)
                 src, dst = os.path.join(tmp, f"{i}.rgb"), os.path.join(tmp, f"{i}.out.rgb")
                 lo.tofile(src)
                 cmd = ["node", os.path.join(ROOT, "bench", "quality", "enhance_true.mjs"), src, str(args.frames), dst,

@@ -207,6 +207,12 @@ def reference_scene(i: int, prompt: str) -> world.Scene:
     return world.scene_from_caption(prompt, np.random.default_rng(i), "core" if world.in_core(prompt) else "full")
 
 
+def reference_video(i: int, prompt: str, frames: int, size: int = 64) -> np.ndarray:
+    """uint8 [frames, size, size, 3]: the true render of benchmark prompt ``i`` (``reference_scene``), from frame 0."""
+    v = world.render(reference_scene(i, prompt), 0, frames, size).transpose(0, 2, 3, 1)
+    return ((v + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
 def load_prompts(limit: Optional[int] = None) -> List[str]:
     """The benchmark prompts of prompts.txt (comment lines skipped), the first ``limit`` of them."""
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts.txt")) as f:
@@ -381,9 +387,7 @@ def main() -> int:
     if args.reference:
         prompts = load_prompts(args.reference)
         for i, p in enumerate(prompts):
-            s = reference_scene(i, p)
-            v = ((world.render(s, 0, args.frames, 64).transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255)
-            r = analyse(v.astype(np.uint8), p)
+            r = analyse(reference_video(i, p, args.frames), p)
             r["prompt"] = p
             results.setdefault("world (true renders)", []).append(r)
     cols = KEYS + ["adherence", "all_ok"]

@@ -39,7 +39,7 @@ class DefaultEnhancerTest(unittest.TestCase):
     @unittest.skipUnless(HAS_DIST, "dist/ is not built (npm run build)")
     def test_stage_3_on_a_true_clip_stays_near_the_true_128_frames(self):
         prompt = metrics.load_prompts(1)[0]
-        lo, hi = P.true_clip(0, prompt, 24, 64), P.true_clip(0, prompt, 24, 128)
+        lo, hi = metrics.reference_video(0, prompt, 24, 64), metrics.reference_video(0, prompt, 24, 128)
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = os.path.join(tmp, "in.rgb"), os.path.join(tmp, "out.rgb")
             lo.tofile(src)

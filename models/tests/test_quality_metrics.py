@@ -32,8 +32,7 @@ PROMPTS = ["a red circle moving to the left on a plain black background",
 
 def true_video(prompt: str, i: int = 0, frames: int = 240) -> np.ndarray:
     """uint8 [T, 64, 64, 3] true render of ``prompt`` (the benchmark's reference scene for prompt ``i``)."""
-    v = world.render(metrics.reference_scene(i, prompt), 0, frames, 64).transpose(0, 2, 3, 1)
-    return ((v + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    return metrics.reference_video(i, prompt, frames)
 
 
 class AdaptiveCutsTest(unittest.TestCase):

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--terminal-p", type=float, default=0.0,
                     help="stage1_centred, stage2_turn: share of samples trained as the sampler's first step (t = 999, "
                          "pure noise; see stages.diffusion_loss)")
-    ap.add_argument("--enhancer-loss", choices=["x0", "min_snr"], default="x0",
+    ap.add_argument("--enhancer-loss", choices=list(K.ENHANCER_LOSSES), default="x0",
                     help="enhancer: x0 = every timestep's x0 error alike (runs 2-22); min_snr = weighted by min(SNR, 5) + 1 "
                          "like stages 1-2, which teaches the low noise levels the SDE sampler ends at (session 22)")
     ap.add_argument("--enhancer-init", default=None,

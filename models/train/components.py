@@ -171,15 +171,23 @@ def train_vae_decoder(out: str, steps: int = 4000, budget_s: float = 780, seed: 
 
 
 # ------------------------------------------------------------------------------------------------ stage 3
+#: The enhancer's training losses (``enhancer_loss``; ``all.py --enhancer-loss``).
+ENHANCER_LOSSES = ("x0", "min_snr")
+
+
+def _check_enhancer_loss(kind: str) -> None:
+    if kind not in ENHANCER_LOSSES:
+        raise ValueError(f"enhancer loss must be {' or '.join(ENHANCER_LOSSES)}, not {kind!r}")
+
+
 def enhancer_loss(x0: torch.Tensor, target: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
                   kind: str = "x0") -> torch.Tensor:
     """The enhancer's training loss on its x0 estimate: "x0" = plain MSE; "min_snr" = each sample's squared error
     weighted by min(alpha^2 / sigma^2, 5) + 1 (``alpha``, ``sigma`` broadcast per sample), then the mean."""
+    _check_enhancer_loss(kind)
     err = (x0 - target) ** 2
     if kind == "min_snr":
         err = err * (torch.clamp((alpha / sigma) ** 2, max=5.0) + 1.0)
-    elif kind != "x0":
-        raise ValueError(f"enhancer loss must be x0 or min_snr, not {kind!r}")
     return err.mean()
 
 
@@ -198,8 +206,7 @@ def train_enhancer(out: str, steps: int = 600, budget_s: float = 840, seed: int 
     stage-1/2 weighting (``stages.diffusion_loss``; Hang et al. 2023, Min-SNR). ``init``: a torch file with
     ``enhancer_unet`` and ``enhancer_text_encoder`` state dicts to start from (e.g. ``from_export``'s enhancer.pt
     of a shipped model) instead of random weights."""
-    if loss not in ("x0", "min_snr"):
-        raise ValueError(f"enhancer loss must be x0 or min_snr, not {loss!r}")
+    _check_enhancer_loss(loss)      # before the VAE and the networks are built
     final = _finish_path(out, "enhancer")
     if os.path.exists(final):
         return
